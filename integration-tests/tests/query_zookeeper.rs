@@ -1,0 +1,164 @@
+//! A zone found in a real ZooKeeper server set: the query-federator follows its members
+//! as storage-frontends join and leave.
+
+use std::time::Duration;
+
+use proto::common as pb;
+use proto::storage::{WriteRequest, storage_client::StorageClient};
+use service_kit::{Common, ServerConfig, Shutdown};
+
+const MIN: i64 = 60_000;
+
+struct Storage {
+    grpc_port: u16,
+    grpc: String,
+    _shutdown: Shutdown,
+    _dir: tempfile::TempDir,
+}
+
+async fn storage() -> Storage {
+    let dir = tempfile::tempdir().unwrap();
+    let config = storage_frontend::Config {
+        common: Common {
+            listen_host: "127.0.0.1".into(),
+            data_dir: dir.path().to_owned(),
+            ..Common::default()
+        },
+        server: ServerConfig::with_ports(0, 0),
+        ..Default::default()
+    };
+    let server = storage_frontend::bind(config).await.unwrap();
+    let grpc_port = server.grpc_addr().port();
+    let shutdown = Shutdown::new();
+    tokio::spawn(server.run(shutdown.clone()));
+    Storage {
+        grpc_port,
+        grpc: format!("http://127.0.0.1:{grpc_port}"),
+        _shutdown: shutdown,
+        _dir: dir,
+    }
+}
+
+async fn write(s: &Storage, source: &str, t: i64, v: f64) {
+    let mut c = StorageClient::connect(s.grpc.clone()).await.unwrap();
+    c.write(WriteRequest {
+        series: vec![pb::Series {
+            key: Some(pb::SeriesKey {
+                service: "web".into(),
+                source: source.into(),
+                metric: "m".into(),
+            }),
+            samples: vec![pb::Sample {
+                timestamp_ms: t,
+                value: v,
+            }],
+        }],
+    })
+    .await
+    .unwrap();
+}
+
+fn member(port: u16) -> Vec<u8> {
+    format!(
+        r#"{{"serviceEndpoint":{{"host":"127.0.0.1","port":1}},"additionalEndpoints":{{"grpc":{{"host":"127.0.0.1","port":{port}}}}},"status":"ALIVE"}}"#
+    )
+    .into_bytes()
+}
+
+async fn sum_at(http: &str, t: i64) -> serde_json::Value {
+    reqwest::Client::new()
+        .get(format!("{http}/api/v1/query"))
+        .query(&[
+            ("query", "sum(ts(web, *, m))".to_string()),
+            ("time", (t / 1000).to_string()),
+        ])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_zone_follows_its_server_set() {
+    let zk = test_support::ZooKeeper::start().unwrap();
+    let a = storage().await;
+    let b = storage().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let t = now - now.rem_euclid(MIN) - 5 * MIN;
+    write(&a, "a1", t, 1.0).await;
+    write(&b, "b1", t, 2.0).await;
+
+    let client = zookeeper_client::Client::connector()
+        .connect(&zk.connect_string())
+        .await
+        .unwrap();
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    for p in ["/aerie", "/aerie/storage", "/aerie/storage/members"] {
+        client.create(p, b"", &opts).await.unwrap();
+    }
+    client
+        .create(
+            "/aerie/storage/members/member_0000000000",
+            &member(a.grpc_port),
+            &opts,
+        )
+        .await
+        .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = query_federator::Config {
+        common: Common {
+            listen_host: "127.0.0.1".into(),
+            data_dir: dir.path().to_owned(),
+            zookeeper: vec![zk.connect_string()],
+            ..Common::default()
+        },
+        server: ServerConfig::with_ports(0, 0),
+        zones: vec![query_federator::ZoneConfig {
+            name: "zk".into(),
+            endpoints: vec![],
+            serverset: "/aerie/storage/members".into(),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let server = query_federator::bind(config).await.unwrap();
+    let http = format!("http://{}", server.http_addr());
+    let shutdown = Shutdown::new();
+    tokio::spawn(server.run(shutdown.clone()));
+
+    let wait_for = async |want: &str| {
+        let mut last = serde_json::Value::Null;
+        for _ in 0..100 {
+            let v = sum_at(&http, t).await;
+            if v["data"]["result"][0]["value"][1] == want {
+                return;
+            }
+            last = v;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("never answered {want}: {last}");
+    };
+    wait_for("1").await;
+    client
+        .create(
+            "/aerie/storage/members/member_0000000001",
+            &member(b.grpc_port),
+            &opts,
+        )
+        .await
+        .unwrap();
+    wait_for("3").await;
+    client
+        .delete("/aerie/storage/members/member_0000000000", None)
+        .await
+        .unwrap();
+    wait_for("2").await;
+    shutdown.cancel();
+}

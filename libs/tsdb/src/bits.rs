@@ -1,0 +1,193 @@
+//! Big-endian bit streams: the writer and reader under every chunk codec.
+//!
+//! The writer appends to a plain `Vec<u8>` (the last byte may be partly
+//! filled, padded with zeros), so a head chunk can be read while it is still
+//! being appended to without copying. The reader never panics on short or
+//! garbage input: every read past the declared end returns `None`.
+
+/// Appends bit fields, most significant bit first.
+#[derive(Debug, Clone, Default)]
+pub struct BitWriter {
+    buf: Vec<u8>,
+    len_bits: u64,
+}
+
+impl BitWriter {
+    /// An empty stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Number of bits written so far.
+    pub fn len_bits(&self) -> u64 {
+        self.len_bits
+    }
+
+    /// The bytes written so far; the last byte is zero-padded.
+    pub fn bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// Takes the bytes out of the writer.
+    pub fn into_bytes(self) -> Vec<u8> {
+        self.buf
+    }
+
+    /// Heap bytes held (for memory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+    }
+
+    /// Releases spare capacity.
+    pub fn shrink(&mut self) {
+        self.buf.shrink_to_fit();
+    }
+
+    /// Writes one bit.
+    #[inline]
+    pub fn write_bit(&mut self, bit: bool) {
+        self.write_bits(bit as u64, 1);
+    }
+
+    /// Writes the low `n` bits of `v` (`n <= 64`), most significant first.
+    #[inline]
+    pub fn write_bits(&mut self, v: u64, n: u32) {
+        debug_assert!(n <= 64);
+        if n == 0 {
+            return;
+        }
+        let v = if n == 64 { v } else { v & ((1u64 << n) - 1) };
+        let used = (self.len_bits & 7) as u32;
+        self.len_bits += n as u64;
+        let mut remaining = n;
+        if used != 0 {
+            let free = 8 - used;
+            let last = self
+                .buf
+                .last_mut()
+                .expect("partial byte exists when used != 0");
+            if remaining <= free {
+                *last |= (v << (free - remaining)) as u8;
+                return;
+            }
+            *last |= (v >> (remaining - free)) as u8;
+            remaining -= free;
+        }
+        while remaining >= 8 {
+            remaining -= 8;
+            self.buf.push((v >> remaining) as u8);
+        }
+        if remaining > 0 {
+            self.buf.push((v << (8 - remaining)) as u8);
+        }
+    }
+}
+
+/// Reads bit fields written by [`BitWriter`].
+#[derive(Debug, Clone)]
+pub struct BitReader<'a> {
+    buf: &'a [u8],
+    pos: u64,
+    end: u64,
+}
+
+impl<'a> BitReader<'a> {
+    /// A reader over `buf` that treats every bit of it as data.
+    pub fn new(buf: &'a [u8]) -> Self {
+        Self {
+            buf,
+            pos: 0,
+            end: buf.len() as u64 * 8,
+        }
+    }
+
+    /// A reader over the first `len_bits` bits of `buf`.
+    pub fn with_len(buf: &'a [u8], len_bits: u64) -> Self {
+        let end = len_bits.min(buf.len() as u64 * 8);
+        Self { buf, pos: 0, end }
+    }
+
+    /// Bits left to read.
+    pub fn remaining(&self) -> u64 {
+        self.end - self.pos
+    }
+
+    /// Reads one bit.
+    #[inline]
+    pub fn read_bit(&mut self) -> Option<bool> {
+        if self.pos >= self.end {
+            return None;
+        }
+        let byte = self.buf[(self.pos >> 3) as usize];
+        let bit = (byte >> (7 - (self.pos & 7))) & 1;
+        self.pos += 1;
+        Some(bit == 1)
+    }
+
+    /// Counts leading one bits, up to `max` (consumes the terminating zero
+    /// when fewer than `max` ones are found).
+    #[inline]
+    pub fn read_unary(&mut self, max: u32) -> Option<u32> {
+        let mut n = 0;
+        while n < max {
+            if !self.read_bit()? {
+                return Some(n);
+            }
+            n += 1;
+        }
+        Some(n)
+    }
+
+    /// Reads `n` bits (`n <= 64`).
+    #[inline]
+    pub fn read_bits(&mut self, n: u32) -> Option<u64> {
+        if n == 0 {
+            return Some(0);
+        }
+        if n > 56 {
+            let hi = self.read_bits(n - 32)?;
+            let lo = self.read_bits(32)?;
+            return Some((hi << 32) | lo);
+        }
+        if self.pos + n as u64 > self.end {
+            return None;
+        }
+        let byte = (self.pos >> 3) as usize;
+        let off = (self.pos & 7) as u32;
+        let word = if byte + 8 <= self.buf.len() {
+            u64::from_be_bytes(self.buf[byte..byte + 8].try_into().expect("8 bytes"))
+        } else {
+            let mut tmp = [0u8; 8];
+            let avail = self.buf.len() - byte;
+            tmp[..avail].copy_from_slice(&self.buf[byte..]);
+            u64::from_be_bytes(tmp)
+        };
+        self.pos += n as u64;
+        Some((word << off) >> (64 - n))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn fields_round_trip(fields in proptest::collection::vec((any::<u64>(), 0u32..=64), 0..200)) {
+            let mut w = BitWriter::new();
+            for &(v, n) in &fields {
+                w.write_bits(v, n);
+            }
+            let total: u64 = fields.iter().map(|&(_, n)| n as u64).sum();
+            prop_assert_eq!(w.len_bits(), total);
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            for &(v, n) in &fields {
+                let mask = if n == 64 { u64::MAX } else { (1u64 << n) - 1 };
+                prop_assert_eq!(r.read_bits(n), Some(v & mask));
+            }
+            prop_assert_eq!(r.remaining(), 0);
+            prop_assert_eq!(r.read_bit(), None);
+        }
+    }
+}

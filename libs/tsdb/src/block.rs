@@ -1,0 +1,649 @@
+//! Immutable block files: one time window of sealed data with a series
+//! index, per-series raw chunks and 5-minute / 1-hour rollups, and
+//! checksums over data and index.
+//!
+//! ```text
+//! "AERIEBK1"
+//! data:   per series: raw chunk | rollup 5m | rollup 1h
+//! index:  u64 seq | zz start | zz end | u8 level
+//!         3 symbol tables (uvarint n, n x str)
+//!         uvarint n x (uvarint svc, src, met, zz min_t, zz max_t, uvarint count,
+//!                      uvarint off/len of raw, r5, r1h)
+//! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
+//! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
+//!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
+//! column: value block | 0x80 uvarint k, k x (uvarint index gap, u64 bits):
+//!         equal to last except at k buckets
+//! ```
+//! Files are written to a temporary name, fsynced and renamed, so a block
+//! is either complete or absent. A block failing its checksums on open is
+//! reported with its path and skipped by the engine.
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+use memmap2::Mmap;
+
+use crate::codec::{
+    decode_chunk, decode_values, encode_chunk, encode_values, get_uvarint, get_varint, put_uvarint,
+    put_varint,
+};
+use crate::error::{Error, Result};
+use crate::types::SeriesId;
+
+const MAGIC: &[u8; 8] = b"AERIEBK1";
+const END_MAGIC: &[u8; 8] = b"AERIEEND";
+const FOOTER: usize = 8 + 8 + 4 + 4 + 8;
+
+/// Rollup widths kept in blocks, finest first.
+pub const ROLLUP_WIDTHS: [i64; 2] = [300_000, 3_600_000];
+
+/// Window and precedence of a block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BlockMeta {
+    /// Higher sequence numbers win on equal timestamps.
+    pub seq: u64,
+    /// Window start (inclusive).
+    pub start: i64,
+    /// Window end (exclusive).
+    pub end: i64,
+    /// 0 = partition window, 1 = compacted window.
+    pub level: u8,
+}
+
+/// Where one series lives in a block.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Entry {
+    pub sid: SeriesId,
+    pub min_t: i64,
+    pub max_t: i64,
+    raw: (u64, u32),
+    rollups: [(u64, u32); 2],
+}
+
+/// Rollup buckets of one series: labels and requested columns.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Rollup {
+    pub labels: Vec<i64>,
+    pub last: Vec<f64>,
+    pub count: Vec<f64>,
+    pub sum: Vec<f64>,
+    pub min: Vec<f64>,
+    pub max: Vec<f64>,
+}
+
+/// Which rollup columns to decode besides labels and last.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Columns {
+    pub count: bool,
+    pub sum: bool,
+    pub min: bool,
+    pub max: bool,
+}
+
+/// An open, verified block.
+#[derive(Debug)]
+pub(crate) struct Block {
+    pub path: PathBuf,
+    pub meta: BlockMeta,
+    data: Mmap,
+    pub entries: Vec<Entry>,
+    pub bytes: u64,
+}
+
+/// Rollup label of a timestamp: the end of the `(L - w, L]` bucket.
+#[inline]
+pub(crate) fn bucket_label(ts: i64, w: i64) -> i64 {
+    ts.div_euclid(w)
+        .saturating_add(i64::from(ts.rem_euclid(w) != 0))
+        .saturating_mul(w)
+}
+
+/// Computes rollup buckets of a sorted run.
+pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64) -> Rollup {
+    let mut r = Rollup::default();
+    for (&t, &v) in ts.iter().zip(vals) {
+        let l = bucket_label(t, w);
+        if r.labels.last() != Some(&l) {
+            r.labels.push(l);
+            r.count.push(1.0);
+            r.sum.push(v);
+            r.min.push(v);
+            r.max.push(v);
+            r.last.push(v);
+        } else {
+            let i = r.labels.len() - 1;
+            r.count[i] += 1.0;
+            r.sum[i] += v;
+            r.min[i] = r.min[i].min(v);
+            r.max[i] = r.max[i].max(v);
+            r.last[i] = v;
+        }
+    }
+    r
+}
+
+/// Marks a rollup column stored as "equal to `last` except at these
+/// buckets" (a counter's max, every column of a sparse series); value
+/// blocks start with a mode byte below it.
+const LIKE_LAST: u8 = 0x80;
+
+/// Writes a rollup column, as exceptions to `last` when they are rare.
+fn encode_column(col: &[f64], last: &[f64], out: &mut Vec<u8>) {
+    let differ = col
+        .iter()
+        .zip(last)
+        .filter(|(c, l)| c.to_bits() != l.to_bits())
+        .count();
+    if differ * 16 >= col.len() {
+        encode_values(col, out);
+        return;
+    }
+    out.push(LIKE_LAST);
+    put_uvarint(out, differ as u64);
+    let mut prev = 0usize;
+    for (i, (c, l)) in col.iter().zip(last).enumerate() {
+        if c.to_bits() != l.to_bits() {
+            put_uvarint(out, (i - prev) as u64);
+            out.extend_from_slice(&c.to_bits().to_le_bytes());
+            prev = i;
+        }
+    }
+}
+
+/// Reads a column written by [`encode_column`] for buckets with `last`.
+fn decode_column(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    last: &[f64],
+    out: &mut Vec<f64>,
+) -> std::result::Result<(), crate::codec::DecodeError> {
+    use crate::codec::DecodeError;
+    if buf.get(*pos) != Some(&LIKE_LAST) {
+        return decode_values(buf, pos, n, out);
+    }
+    *pos += 1;
+    if last.len() != n {
+        return Err(DecodeError("rollup column and labels differ in length"));
+    }
+    let start = out.len();
+    out.extend_from_slice(last);
+    let k = get_uvarint(buf, pos)?;
+    let mut i = 0usize;
+    for _ in 0..k {
+        i = i.saturating_add(get_uvarint(buf, pos)? as usize);
+        let bytes = buf
+            .get(*pos..*pos + 8)
+            .ok_or(DecodeError("rollup exception past end"))?;
+        *pos += 8;
+        let slot = out
+            .get_mut(start + i)
+            .filter(|_| i < n)
+            .ok_or(DecodeError("rollup exception index out of range"))?;
+        *slot = f64::from_bits(u64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+    }
+    Ok(())
+}
+
+#[derive(Debug, Default)]
+struct SymTable {
+    map: HashMap<String, u32>,
+    names: Vec<String>,
+}
+
+impl SymTable {
+    fn id(&mut self, s: &str) -> u32 {
+        if let Some(&i) = self.map.get(s) {
+            return i;
+        }
+        let i = self.names.len() as u32;
+        self.map.insert(s.to_string(), i);
+        self.names.push(s.to_string());
+        i
+    }
+}
+
+/// One series in a block index being written: symbol ids, min and max
+/// time, sample count, and (offset, length) of raw, 5m and 1h data.
+type IndexRow = ([u32; 3], i64, i64, u32, [(u64, u32); 3]);
+
+/// Streams series into a new block file.
+#[derive(Debug)]
+pub(crate) struct BlockWriter {
+    file: BufWriter<File>,
+    tmp: PathBuf,
+    path: PathBuf,
+    meta: BlockMeta,
+    pos: u64,
+    crc: crc32fast::Hasher,
+    syms: [SymTable; 3],
+    entries: Vec<IndexRow>,
+    scratch: Vec<u8>,
+}
+
+/// File name of block `seq` in `dir`.
+pub(crate) fn block_path(dir: &Path, seq: u64) -> PathBuf {
+    dir.join(format!("{seq:012}.blk"))
+}
+
+impl BlockWriter {
+    /// A writer for a block file named after its own sequence number.
+    pub fn create(dir: &Path, meta: BlockMeta) -> Result<Self> {
+        Self::create_named(dir, meta, meta.seq)
+    }
+
+    /// A writer whose file name uses `file_seq` (compaction outputs keep the
+    /// precedence of their newest input but need a fresh name).
+    pub fn create_named(dir: &Path, meta: BlockMeta, file_seq: u64) -> Result<Self> {
+        let path = block_path(dir, file_seq);
+        let tmp = path.with_extension("blk.tmp");
+        let f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
+        let mut w = Self {
+            file: BufWriter::with_capacity(1 << 20, f),
+            tmp,
+            path,
+            meta,
+            pos: 0,
+            crc: crc32fast::Hasher::new(),
+            syms: Default::default(),
+            entries: Vec::new(),
+            scratch: Vec::new(),
+        };
+        w.file
+            .write_all(MAGIC)
+            .map_err(|e| Error::io("write", &w.tmp, e))?;
+        w.pos = MAGIC.len() as u64;
+        Ok(w)
+    }
+
+    fn put(&mut self) -> Result<(u64, u32)> {
+        let off = self.pos;
+        self.file
+            .write_all(&self.scratch)
+            .map_err(|e| Error::io("write", &self.tmp, e))?;
+        self.crc.update(&self.scratch);
+        self.pos += self.scratch.len() as u64;
+        Ok((off, self.scratch.len() as u32))
+    }
+
+    /// Adds one series' sorted, unique samples (at least one).
+    pub fn add(&mut self, key: [&str; 3], ts: &[i64], vals: &[f64]) -> Result<()> {
+        debug_assert!(!ts.is_empty());
+        let ids = [
+            self.syms[0].id(key[0]),
+            self.syms[1].id(key[1]),
+            self.syms[2].id(key[2]),
+        ];
+        self.scratch.clear();
+        encode_chunk(ts, vals, &mut self.scratch);
+        let raw = self.put()?;
+        let mut offs = [raw, (0, 0), (0, 0)];
+        for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
+            let r = compute_rollup(ts, vals, w);
+            self.scratch.clear();
+            let mut col = Vec::new();
+            encode_chunk(&r.labels, &r.last, &mut col);
+            put_uvarint(&mut self.scratch, col.len() as u64);
+            self.scratch.extend_from_slice(&col);
+            for c in [&r.count, &r.sum, &r.min, &r.max] {
+                col.clear();
+                encode_column(c, &r.last, &mut col);
+                put_uvarint(&mut self.scratch, col.len() as u64);
+                self.scratch.extend_from_slice(&col);
+            }
+            offs[k + 1] = self.put()?;
+        }
+        self.entries
+            .push((ids, ts[0], ts[ts.len() - 1], ts.len() as u32, offs));
+        Ok(())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    /// Writes index and footer, fsyncs and renames into place.
+    pub fn finish(mut self) -> Result<PathBuf> {
+        let mut idx = Vec::with_capacity(self.entries.len() * 24 + 64);
+        idx.extend_from_slice(&self.meta.seq.to_le_bytes());
+        put_varint(&mut idx, self.meta.start);
+        put_varint(&mut idx, self.meta.end);
+        idx.push(self.meta.level);
+        for t in &self.syms {
+            put_uvarint(&mut idx, t.names.len() as u64);
+            for n in &t.names {
+                put_uvarint(&mut idx, n.len() as u64);
+                idx.extend_from_slice(n.as_bytes());
+            }
+        }
+        put_uvarint(&mut idx, self.entries.len() as u64);
+        for (ids, min_t, max_t, count, offs) in &self.entries {
+            for id in ids {
+                put_uvarint(&mut idx, *id as u64);
+            }
+            put_varint(&mut idx, *min_t);
+            put_varint(&mut idx, *max_t);
+            put_uvarint(&mut idx, *count as u64);
+            for (o, l) in offs {
+                put_uvarint(&mut idx, *o);
+                put_uvarint(&mut idx, *l as u64);
+            }
+        }
+        let data_crc = self.crc.clone().finalize();
+        let mut footer = Vec::with_capacity(FOOTER);
+        footer.extend_from_slice(&self.pos.to_le_bytes());
+        footer.extend_from_slice(&(idx.len() as u64).to_le_bytes());
+        footer.extend_from_slice(&crc32fast::hash(&idx).to_le_bytes());
+        footer.extend_from_slice(&data_crc.to_le_bytes());
+        footer.extend_from_slice(END_MAGIC);
+        let io = |e| Error::io("write", self.tmp.clone(), e);
+        self.file.write_all(&idx).map_err(io)?;
+        self.file.write_all(&footer).map_err(io)?;
+        let f = self
+            .file
+            .into_inner()
+            .map_err(|e| Error::io("write", &self.tmp, e.into_error()))?;
+        f.sync_all().map_err(|e| Error::io("fsync", &self.tmp, e))?;
+        fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("rename", &self.path, e))?;
+        Ok(self.path)
+    }
+}
+
+/// A parsed block index: keys by symbol, before binding to engine ids.
+#[derive(Debug)]
+pub(crate) struct Unbound {
+    pub block: Block,
+    pub keys: Vec<[String; 3]>,
+}
+
+impl Block {
+    /// Opens and verifies a block; returns it with the key of each entry
+    /// (in entry order) for the engine to intern.
+    pub fn open(path: &Path) -> Result<Unbound> {
+        let corrupt = |reason: &str| Error::BlockCorrupt {
+            path: path.to_path_buf(),
+            reason: reason.to_string(),
+        };
+        let file = File::open(path).map_err(|e| Error::io("open", path, e))?;
+        // SAFETY: block files are immutable once renamed into place; the
+        // engine never writes to or truncates them, and deletes them only
+        // by unlinking, which leaves existing mappings valid.
+        #[allow(unsafe_code)]
+        let data = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
+        let n = data.len();
+        if n < MAGIC.len() + FOOTER || &data[..8] != MAGIC || &data[n - 8..] != END_MAGIC {
+            return Err(corrupt("bad magic or truncated file"));
+        }
+        let f = &data[n - FOOTER..];
+        let u64_at = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
+        let u32_at = |i: usize| u32::from_le_bytes(f[i..i + 4].try_into().expect("4 bytes"));
+        let (index_off, index_len, index_crc, data_crc) = (
+            u64_at(0) as usize,
+            u64_at(8) as usize,
+            u32_at(16),
+            u32_at(20),
+        );
+        if index_off < MAGIC.len() || index_off.checked_add(index_len) != Some(n - FOOTER) {
+            return Err(corrupt("footer offsets out of range"));
+        }
+        let idx = &data[index_off..index_off + index_len];
+        if crc32fast::hash(idx) != index_crc {
+            return Err(corrupt("index checksum mismatch"));
+        }
+        if crc32fast::hash(&data[MAGIC.len()..index_off]) != data_crc {
+            return Err(corrupt("data checksum mismatch"));
+        }
+        let bad = |_| corrupt("index truncated");
+        let mut pos = 8;
+        let seq = u64::from_le_bytes(
+            idx.get(..8)
+                .ok_or_else(|| corrupt("index truncated"))?
+                .try_into()
+                .expect("8 bytes"),
+        );
+        let start = get_varint(idx, &mut pos).map_err(bad)?;
+        let end = get_varint(idx, &mut pos).map_err(bad)?;
+        let level = *idx.get(pos).ok_or_else(|| corrupt("index truncated"))?;
+        pos += 1;
+        let mut syms: [Vec<String>; 3] = Default::default();
+        for t in &mut syms {
+            let k = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
+            for _ in 0..k.min(idx.len()) {
+                let len = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
+                let s = idx
+                    .get(pos..pos.saturating_add(len))
+                    .ok_or_else(|| corrupt("name truncated"))?;
+                t.push(String::from_utf8(s.to_vec()).map_err(|_| corrupt("name is not utf-8"))?);
+                pos += len;
+            }
+        }
+        let count = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
+        let mut entries = Vec::with_capacity(count.min(idx.len()));
+        let mut keys = Vec::with_capacity(count.min(idx.len()));
+        for _ in 0..count {
+            let mut key: [String; 3] = Default::default();
+            for (k, t) in key.iter_mut().zip(&syms) {
+                let id = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
+                *k = t
+                    .get(id)
+                    .ok_or_else(|| corrupt("symbol id out of range"))?
+                    .clone();
+            }
+            let min_t = get_varint(idx, &mut pos).map_err(bad)?;
+            let max_t = get_varint(idx, &mut pos).map_err(bad)?;
+            let _count = get_uvarint(idx, &mut pos).map_err(bad)?;
+            let mut offs = [(0u64, 0u32); 3];
+            for o in &mut offs {
+                let off = get_uvarint(idx, &mut pos).map_err(bad)?;
+                let len = get_uvarint(idx, &mut pos).map_err(bad)?;
+                if off.saturating_add(len) > index_off as u64 {
+                    return Err(corrupt("chunk offset out of range"));
+                }
+                *o = (off, len as u32);
+            }
+            entries.push(Entry {
+                sid: 0,
+                min_t,
+                max_t,
+                raw: offs[0],
+                rollups: [offs[1], offs[2]],
+            });
+            keys.push(key);
+        }
+        let meta = BlockMeta {
+            seq,
+            start,
+            end,
+            level,
+        };
+        Ok(Unbound {
+            block: Block {
+                path: path.to_path_buf(),
+                meta,
+                data,
+                entries,
+                bytes: n as u64,
+            },
+            keys,
+        })
+    }
+
+    /// Sets engine ids (in entry order) and sorts entries by id.
+    pub fn bind(&mut self, sids: &[SeriesId]) {
+        for (e, &s) in self.entries.iter_mut().zip(sids) {
+            e.sid = s;
+        }
+        self.entries.sort_unstable_by_key(|e| e.sid);
+    }
+
+    /// Bytes of raw chunks and of each rollup width's cells in this block
+    /// (the rest of the file is the index and the footer).
+    pub fn part_bytes(&self) -> (u64, [u64; 2]) {
+        let mut raw = 0u64;
+        let mut rollups = [0u64; 2];
+        for e in &self.entries {
+            raw += u64::from(e.raw.1);
+            for (sum, r) in rollups.iter_mut().zip(&e.rollups) {
+                *sum += u64::from(r.1);
+            }
+        }
+        (raw, rollups)
+    }
+
+    pub fn entry(&self, sid: SeriesId) -> Option<&Entry> {
+        self.entries
+            .binary_search_by_key(&sid, |e| e.sid)
+            .ok()
+            .map(|i| &self.entries[i])
+    }
+
+    fn slice(&self, (off, len): (u64, u32)) -> &[u8] {
+        &self.data[off as usize..off as usize + len as usize]
+    }
+
+    fn corrupt(&self, reason: &str) -> Error {
+        Error::BlockCorrupt {
+            path: self.path.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    /// Decodes a series' raw samples.
+    pub fn raw(&self, e: &Entry, ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()> {
+        let mut pos = 0;
+        decode_chunk(self.slice(e.raw), &mut pos, ts, vals)
+            .map_err(|err| self.corrupt(&err.to_string()))
+    }
+
+    /// Decodes a series' rollup of width `ROLLUP_WIDTHS[k]`.
+    pub fn rollup(&self, e: &Entry, k: usize, cols: Columns, out: &mut Rollup) -> Result<()> {
+        let buf = self.slice(e.rollups[k]);
+        let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
+        let mut pos = 0;
+        let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
+        let head = buf
+            .get(pos..pos + len)
+            .ok_or_else(|| self.corrupt("rollup truncated"))?;
+        let mut p = 0;
+        decode_chunk(head, &mut p, &mut out.labels, &mut out.last).map_err(err)?;
+        pos += len;
+        let n = out.labels.len();
+        for (want, col) in [
+            (cols.count, &mut out.count),
+            (cols.sum, &mut out.sum),
+            (cols.min, &mut out.min),
+            (cols.max, &mut out.max),
+        ] {
+            let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
+            if want {
+                let mut p = 0;
+                let c = buf
+                    .get(pos..pos + len)
+                    .ok_or_else(|| self.corrupt("rollup truncated"))?;
+                decode_column(c, &mut p, n, &out.last, col).map_err(err)?;
+            }
+            pos += len;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_like_last_keep_their_exceptions() {
+        let last: Vec<f64> = (0..100).map(f64::from).collect();
+        let mut max = last.clone();
+        max[3] = 99.5;
+        max[97] = f64::NAN;
+        let mut buf = Vec::new();
+        encode_column(&max, &last, &mut buf);
+        assert_eq!(buf[0], LIKE_LAST);
+        assert!(buf.len() < 24, "{} bytes", buf.len());
+        let (mut out, mut pos) = (Vec::new(), 0);
+        decode_column(&buf, &mut pos, 100, &last, &mut out).unwrap();
+        assert_eq!(pos, buf.len());
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&out), bits(&max));
+        // An index past the column is corruption, not a panic.
+        let mut bad = vec![LIKE_LAST];
+        put_uvarint(&mut bad, 1);
+        put_uvarint(&mut bad, 100);
+        bad.extend_from_slice(&1f64.to_bits().to_le_bytes());
+        let mut pos = 0;
+        assert!(decode_column(&bad, &mut pos, 100, &last, &mut Vec::new()).is_err());
+        // Columns unlike last are plain value blocks.
+        let mut buf = Vec::new();
+        let other: Vec<f64> = last.iter().map(|v| v * 3.0).collect();
+        encode_column(&other, &last, &mut buf);
+        assert_ne!(buf[0], LIKE_LAST);
+    }
+
+    #[test]
+    fn labels_close_buckets_on_the_right() {
+        assert_eq!(bucket_label(0, 300), 0);
+        assert_eq!(bucket_label(1, 300), 300);
+        assert_eq!(bucket_label(300, 300), 300);
+        assert_eq!(bucket_label(301, 300), 600);
+        assert_eq!(bucket_label(-1, 300), 0);
+        assert_eq!(bucket_label(-300, 300), -300);
+    }
+
+    #[test]
+    fn block_round_trips_and_detects_corruption() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = BlockMeta {
+            seq: 3,
+            start: 0,
+            end: 7_200_000,
+            level: 0,
+        };
+        let mut w = BlockWriter::create(dir.path(), meta).unwrap();
+        let ts: Vec<i64> = (1..=120).map(|i| i * 60_000).collect();
+        let vals: Vec<f64> = (1..=120).map(|i| i as f64).collect();
+        w.add(["svc", "h1", "m"], &ts, &vals).unwrap();
+        w.add(["svc", "h2", "m"], &ts[..3], &vals[..3]).unwrap();
+        let path = w.finish().unwrap();
+
+        let mut ub = Block::open(&path).unwrap();
+        assert_eq!(ub.block.meta, meta);
+        assert_eq!(
+            ub.keys[1],
+            ["svc".to_string(), "h2".to_string(), "m".to_string()]
+        );
+        ub.block.bind(&[9, 4]);
+        let e = *ub.block.entry(9).unwrap();
+        let (mut t2, mut v2) = (Vec::new(), Vec::new());
+        ub.block.raw(&e, &mut t2, &mut v2).unwrap();
+        assert_eq!((t2, v2), (ts.clone(), vals.clone()));
+        let mut r = Rollup::default();
+        let cols = Columns {
+            count: true,
+            sum: true,
+            min: true,
+            max: true,
+        };
+        ub.block.rollup(&e, 0, cols, &mut r).unwrap();
+        assert_eq!(r.labels.len(), 24);
+        assert_eq!(r.labels[0], 300_000);
+        assert_eq!(
+            (r.count[0], r.sum[0], r.min[0], r.max[0], r.last[0]),
+            (5.0, 15.0, 1.0, 5.0, 5.0)
+        );
+
+        let mut bytes = fs::read(&path).unwrap();
+        bytes[20] ^= 0x40;
+        fs::write(&path, &bytes).unwrap();
+        let err = Block::open(&path).unwrap_err();
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+}

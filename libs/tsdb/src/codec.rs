@@ -1,0 +1,1184 @@
+//! Chunk codecs: delta-of-delta timestamps and value encodings (Gorilla XOR,
+//! decimal-scaled integers, constants), the appendable head chunk, and the
+//! sealed chunk format stored in blocks.
+//!
+//! Sealed chunk layout (all varints LEB128, `zz` = zigzag):
+//! ```text
+//! uvarint n | zz first_ts | uvarint ts_bits | ts stream | value block
+//!   (n > 1 and ts_bits = 0: a regular run, followed by zz delta instead)
+//! value block = 0 Const: u64 bits
+//!             | 1 Int:   u8 scale, u8 order, zz m0, uvarint bits, stream
+//!             | 2 Xor:   u64 first bits, uvarint bits, stream
+//!             | 3 Near:  u8 scale, u8 order, zz m0, uvarint bits, packed stream,
+//!                        uvarint bits, packed ULP residuals (order 0)
+//!             | 4 Pack:  u8 scale, u8 order, zz m0, uvarint bits, packed stream
+//! packed = per block of 32 residuals: 7-bit width W | dod(block min - previous
+//!          block min) | 32 x W bits of (residual - block min)
+//! ```
+//! Timestamps: delta-of-delta in prefix buckets `0`, `10`+7, `110`+9,
+//! `1110`+12, `11110`+32, `11111`+64 bits (zigzag, wrapping: any i64 works).
+//! Int: every value equals `m / 10^scale` bit-exactly for an integer
+//! mantissa `m` (`|m| < 2^53`); Pack writes residuals of order 0 (the
+//! mantissas), 1 (deltas) or 2 (delta-of-delta), whichever is smallest, as
+//! frame-of-reference bit-packed blocks (a gauge's noise costs its own
+//! entropy, a counter's increments their spread). Int, the older form with
+//! an adaptive width per value, is still read. Counters and
+//! values parsed from short decimals land here; constants cost nothing per
+//! sample. Near: every value is within a few units in the last place of
+//! `m / 10^scale` (the float sums and means of short decimals that rollups
+//! hold, e.g. `62.300000000000004`): the mantissas as in Int plus each value's
+//! distance in ULPs, usually 0 or ±1. Everything else falls back to Gorilla
+//! XOR. All encodings are
+//! lossless: the f64 bit pattern (NaN payloads, -0.0, ±Inf) survives.
+
+use crate::bits::{BitReader, BitWriter};
+
+/// A codec failure: the bytes do not form a valid chunk.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("chunk decode failed: {0}")]
+pub struct DecodeError(pub &'static str);
+
+const MODE_CONST: u8 = 0;
+const MODE_INT: u8 = 1;
+const MODE_XOR: u8 = 2;
+const MODE_NEAR: u8 = 3;
+const MODE_PACK: u8 = 4;
+/// Most samples a chunk may declare (a day at 5 ms resolution); a larger
+/// count is garbage.
+const MAX_REGULAR_RUN: usize = 1 << 24;
+/// Residuals per frame-of-reference block.
+const PACK_BLOCK: usize = 32;
+/// Largest distance in ULPs the Near encoding accepts.
+const MAX_NEAR_ULPS: i64 = 1 << 12;
+const MAX_SCALE: usize = 9;
+const POW10: [f64; MAX_SCALE + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+const MAX_MANTISSA: i64 = 1 << 53;
+
+// ---------------------------------------------------------------- varints
+
+/// Appends an unsigned LEB128 varint.
+pub fn put_uvarint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// Appends a zigzag varint.
+pub fn put_varint(out: &mut Vec<u8>, v: i64) {
+    put_uvarint(out, zigzag(v));
+}
+
+/// Reads an unsigned varint at `*pos`, advancing it.
+pub fn get_uvarint(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    let mut v = 0u64;
+    let mut shift = 0u32;
+    loop {
+        let b = *buf.get(*pos).ok_or(DecodeError("varint past end"))?;
+        *pos += 1;
+        if shift == 63 && b > 1 {
+            return Err(DecodeError("varint overflow"));
+        }
+        v |= ((b & 0x7f) as u64) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+        shift += 7;
+        if shift > 63 {
+            return Err(DecodeError("varint overflow"));
+        }
+    }
+}
+
+/// Reads a zigzag varint.
+pub fn get_varint(buf: &[u8], pos: &mut usize) -> Result<i64, DecodeError> {
+    get_uvarint(buf, pos).map(unzigzag)
+}
+
+fn get_u8(buf: &[u8], pos: &mut usize) -> Result<u8, DecodeError> {
+    let b = *buf.get(*pos).ok_or(DecodeError("byte past end"))?;
+    *pos += 1;
+    Ok(b)
+}
+
+fn get_u64(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
+    let s = buf.get(*pos..*pos + 8).ok_or(DecodeError("u64 past end"))?;
+    *pos += 8;
+    Ok(u64::from_le_bytes(s.try_into().expect("8 bytes")))
+}
+
+fn get_stream<'a>(buf: &'a [u8], pos: &mut usize) -> Result<BitReader<'a>, DecodeError> {
+    let bits = get_uvarint(buf, pos)?;
+    let nbytes = bits.div_ceil(8) as usize;
+    let s = buf
+        .get(*pos..*pos + nbytes)
+        .ok_or(DecodeError("bit stream past end"))?;
+    *pos += nbytes;
+    Ok(BitReader::with_len(s, bits))
+}
+
+fn put_stream(out: &mut Vec<u8>, w: &BitWriter) {
+    put_uvarint(out, w.len_bits());
+    out.extend_from_slice(w.bytes());
+}
+
+#[inline]
+fn zigzag(v: i64) -> u64 {
+    ((v << 1) ^ (v >> 63)) as u64
+}
+
+#[inline]
+fn unzigzag(u: u64) -> i64 {
+    ((u >> 1) as i64) ^ -((u & 1) as i64)
+}
+
+// ---------------------------------------------------------------- timestamps
+
+#[inline]
+fn write_dod(w: &mut BitWriter, dod: i64) {
+    let u = zigzag(dod);
+    if u == 0 {
+        w.write_bit(false);
+    } else if u < 1 << 7 {
+        w.write_bits(0b10, 2);
+        w.write_bits(u, 7);
+    } else if u < 1 << 9 {
+        w.write_bits(0b110, 3);
+        w.write_bits(u, 9);
+    } else if u < 1 << 12 {
+        w.write_bits(0b1110, 4);
+        w.write_bits(u, 12);
+    } else if u < 1 << 32 {
+        w.write_bits(0b11110, 5);
+        w.write_bits(u, 32);
+    } else {
+        w.write_bits(0b11111, 5);
+        w.write_bits(u, 64);
+    }
+}
+
+#[inline]
+fn read_dod(r: &mut BitReader<'_>) -> Option<i64> {
+    let width = match r.read_unary(5)? {
+        0 => return Some(0),
+        1 => 7,
+        2 => 9,
+        3 => 12,
+        4 => 32,
+        _ => 64,
+    };
+    r.read_bits(width).map(unzigzag)
+}
+
+// ---------------------------------------------------------------- integers
+
+/// Adaptive-width writer for zigzagged residuals: `0` + W bits while the
+/// value fits the current width W (and is not much narrower), otherwise `1`
+/// + 7-bit new width + the value.
+#[derive(Debug, Clone, Copy, Default)]
+struct Adaptive {
+    width: u8,
+}
+
+impl Adaptive {
+    #[inline]
+    fn write(&mut self, w: &mut BitWriter, u: u64) {
+        let need = (64 - u.leading_zeros()) as u8;
+        if need <= self.width && need + 5 > self.width {
+            w.write_bit(false);
+            w.write_bits(u, self.width as u32);
+        } else {
+            w.write_bit(true);
+            w.write_bits(need as u64, 7);
+            w.write_bits(u, need as u32);
+            self.width = need;
+        }
+    }
+
+    #[inline]
+    fn read(&mut self, r: &mut BitReader<'_>) -> Option<u64> {
+        if r.read_bit()? {
+            let w = r.read_bits(7)? as u8;
+            if w > 64 {
+                return None;
+            }
+            self.width = w;
+        }
+        r.read_bits(self.width as u32)
+    }
+}
+
+/// The integer `m` nearest to `v * 10^scale`, for finite `v` with `|m| < 2^53`.
+#[inline]
+fn nearest_mantissa(v: f64, scale: usize) -> Option<i64> {
+    if !v.is_finite() {
+        return None;
+    }
+    let m = (v * POW10[scale]).round();
+    (m.abs() < MAX_MANTISSA as f64).then_some(m as i64)
+}
+
+/// The mantissa of `v` at `scale` if `v == m / 10^scale` bit-exactly.
+#[inline]
+fn mantissa(v: f64, scale: usize) -> Option<i64> {
+    let m = nearest_mantissa(v, scale)?;
+    (from_mantissa(m, scale).to_bits() == v.to_bits()).then_some(m)
+}
+
+#[inline]
+fn from_mantissa(m: i64, scale: usize) -> f64 {
+    if scale == 0 {
+        m as f64
+    } else {
+        m as f64 / POW10[scale]
+    }
+}
+
+/// The smallest decimal scale at which every value is an exact mantissa.
+fn common_scale(vals: &[f64]) -> Option<usize> {
+    let mut scale = 0;
+    for &v in vals {
+        loop {
+            if mantissa(v, scale).is_some() {
+                break;
+            }
+            scale += 1;
+            if scale > MAX_SCALE {
+                return None;
+            }
+        }
+    }
+    Some(scale)
+}
+
+/// The mantissa at `scale` nearest to `v` and `v`'s distance from it in ULPs
+/// (same sign, finite, within [`MAX_NEAR_ULPS`]).
+#[inline]
+fn near_mantissa(v: f64, scale: usize) -> Option<(i64, i64)> {
+    let m = nearest_mantissa(v, scale)?;
+    let p = from_mantissa(m, scale);
+    if (p.to_bits() ^ v.to_bits()) >> 63 != 0 {
+        return None;
+    }
+    let ulps = (v.to_bits() as i64).wrapping_sub(p.to_bits() as i64);
+    (ulps.abs() <= MAX_NEAR_ULPS).then_some((m, ulps))
+}
+
+/// The mantissas and ULP residuals of `vals` at the smallest scale at which
+/// every value is near a decimal, if there is one.
+fn near_decimals(vals: &[f64]) -> Option<(usize, Vec<i64>, Vec<i64>)> {
+    'scale: for scale in 0..=MAX_SCALE {
+        let mut ms = Vec::with_capacity(vals.len());
+        let mut ulps = Vec::with_capacity(vals.len());
+        for &v in vals {
+            match near_mantissa(v, scale) {
+                Some((m, u)) => {
+                    ms.push(m);
+                    ulps.push(u);
+                }
+                None => continue 'scale,
+            }
+        }
+        return Some((scale, ms, ulps));
+    }
+    None
+}
+
+/// Residuals of `ms[1..]` of order 0 (the values), 1 (deltas) or 2
+/// (delta-of-delta, the first delta taken against 0).
+fn residuals(ms: &[i64], order: u8, out: &mut Vec<i64>) {
+    out.clear();
+    let mut prev = ms[0];
+    let mut prev_delta = 0i64;
+    for &m in &ms[1..] {
+        let delta = m.wrapping_sub(prev);
+        out.push(match order {
+            0 => m,
+            1 => delta,
+            _ => delta.wrapping_sub(prev_delta),
+        });
+        prev = m;
+        prev_delta = delta;
+    }
+}
+
+/// Frame-of-reference bit packing of `res` in blocks of [`PACK_BLOCK`].
+fn pack(res: &[i64]) -> BitWriter {
+    let mut w = BitWriter::new();
+    let mut prev_min = 0i64;
+    for block in res.chunks(PACK_BLOCK) {
+        let (mut lo, mut hi) = (block[0], block[0]);
+        for &r in block {
+            lo = lo.min(r);
+            hi = hi.max(r);
+        }
+        let width = 64 - (hi.wrapping_sub(lo) as u64).leading_zeros();
+        w.write_bits(u64::from(width), 7);
+        write_dod(&mut w, lo.wrapping_sub(prev_min));
+        prev_min = lo;
+        for &r in block {
+            w.write_bits(r.wrapping_sub(lo) as u64, width);
+        }
+    }
+    w
+}
+
+/// Reads `n` residuals written by [`pack`].
+fn unpack(r: &mut BitReader<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
+    out.clear();
+    out.reserve(n);
+    let mut prev_min = 0i64;
+    let mut left = n;
+    while left > 0 {
+        let take = left.min(PACK_BLOCK);
+        let width = r
+            .read_bits(7)
+            .ok_or(DecodeError("packed block ends early"))? as u32;
+        if width > 64 {
+            return Err(DecodeError("packed block width over 64"));
+        }
+        let d = read_dod(r).ok_or(DecodeError("packed block ends early"))?;
+        let lo = prev_min.wrapping_add(d);
+        prev_min = lo;
+        for _ in 0..take {
+            let v = r
+                .read_bits(width)
+                .ok_or(DecodeError("packed block ends early"))?;
+            out.push(lo.wrapping_add(v as i64));
+        }
+        left -= take;
+    }
+    Ok(())
+}
+
+/// Bits of a `write_dod` of `v`.
+#[inline]
+fn dod_bits(v: i64) -> u64 {
+    match zigzag(v) {
+        0 => 1,
+        u if u < 1 << 7 => 9,
+        u if u < 1 << 9 => 12,
+        u if u < 1 << 12 => 16,
+        u if u < 1 << 32 => 37,
+        _ => 69,
+    }
+}
+
+/// What [`pack`] of `res` would write, in bits, without writing it.
+fn pack_bits(res: &[i64]) -> u64 {
+    let mut bits = 0u64;
+    let mut prev_min = 0i64;
+    for block in res.chunks(PACK_BLOCK) {
+        let (mut lo, mut hi) = (block[0], block[0]);
+        for &r in block {
+            lo = lo.min(r);
+            hi = hi.max(r);
+        }
+        let width = 64 - u64::from((hi.wrapping_sub(lo) as u64).leading_zeros());
+        bits += 7 + dod_bits(lo.wrapping_sub(prev_min)) + width * block.len() as u64;
+        prev_min = lo;
+    }
+    bits
+}
+
+/// The smallest packing of `ms` over residual orders 0, 1 and 2 (sized
+/// first, written once).
+fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
+    let mut res = Vec::with_capacity(ms.len());
+    let mut best = (0u8, u64::MAX);
+    for order in 0..=2u8 {
+        residuals(ms, order, &mut res);
+        let bits = pack_bits(&res);
+        if bits < best.1 {
+            best = (order, bits);
+        }
+    }
+    residuals(ms, best.0, &mut res);
+    (best.0, pack(&res))
+}
+
+/// Rebuilds mantissas from `m0` and residuals of `order`.
+fn unresidual(m0: i64, order: u8, res: &[i64], vals: &mut Vec<f64>, scale: usize) {
+    let mut m = m0;
+    let mut delta = 0i64;
+    vals.push(from_mantissa(m, scale));
+    for &r in res {
+        match order {
+            0 => m = r,
+            1 => m = m.wrapping_add(r),
+            _ => {
+                delta = delta.wrapping_add(r);
+                m = m.wrapping_add(delta);
+            }
+        }
+        vals.push(from_mantissa(m, scale));
+    }
+}
+
+/// The Int stream (adaptive widths) that older blocks hold; only tests write it now.
+#[cfg(test)]
+fn encode_ints(ms: &[i64], order: u8) -> BitWriter {
+    let mut w = BitWriter::new();
+    let mut a = Adaptive::default();
+    let mut prev = ms[0];
+    let mut prev_delta = 0i64;
+    for &m in &ms[1..] {
+        let delta = m.wrapping_sub(prev);
+        let r = if order == 1 {
+            delta
+        } else {
+            delta.wrapping_sub(prev_delta)
+        };
+        a.write(&mut w, zigzag(r));
+        prev = m;
+        prev_delta = delta;
+    }
+    w
+}
+
+// ---------------------------------------------------------------- xor
+
+#[derive(Debug, Clone, Copy)]
+struct XorState {
+    prev: u64,
+    lead: u8,
+    trail: u8,
+}
+
+impl XorState {
+    fn new(first: u64) -> Self {
+        Self {
+            prev: first,
+            lead: u8::MAX,
+            trail: 0,
+        }
+    }
+
+    #[inline]
+    fn write(&mut self, w: &mut BitWriter, bits: u64) {
+        let x = bits ^ self.prev;
+        self.prev = bits;
+        if x == 0 {
+            w.write_bit(false);
+            return;
+        }
+        w.write_bit(true);
+        let lead = (x.leading_zeros() as u8).min(31);
+        let trail = x.trailing_zeros() as u8;
+        if self.lead != u8::MAX && lead >= self.lead && trail >= self.trail {
+            w.write_bit(false);
+            let len = 64 - self.lead as u32 - self.trail as u32;
+            w.write_bits(x >> self.trail, len);
+        } else {
+            let len = 64 - lead as u32 - trail as u32;
+            w.write_bit(true);
+            w.write_bits(lead as u64, 5);
+            w.write_bits((len & 63) as u64, 6);
+            w.write_bits(x >> trail, len);
+            self.lead = lead;
+            self.trail = trail;
+        }
+    }
+
+    #[inline]
+    fn read(&mut self, r: &mut BitReader<'_>) -> Option<u64> {
+        if r.read_bit()? {
+            if r.read_bit()? {
+                let lead = r.read_bits(5)? as u8;
+                let mut len = r.read_bits(6)? as u32;
+                if len == 0 {
+                    len = 64;
+                }
+                if lead as u32 + len > 64 {
+                    return None;
+                }
+                self.lead = lead;
+                self.trail = (64 - lead as u32 - len) as u8;
+            } else if self.lead == u8::MAX {
+                return None;
+            }
+            let len = 64 - self.lead as u32 - self.trail as u32;
+            let x = r.read_bits(len)? << self.trail;
+            self.prev ^= x;
+        }
+        Some(self.prev)
+    }
+}
+
+fn encode_xor(vals: &[f64]) -> BitWriter {
+    let mut w = BitWriter::new();
+    let mut s = XorState::new(vals[0].to_bits());
+    for v in &vals[1..] {
+        s.write(&mut w, v.to_bits());
+    }
+    w
+}
+
+// ---------------------------------------------------------------- sealed chunks
+
+/// Encodes a time-sorted run of samples into the smallest sealed chunk.
+///
+/// `ts` and `vals` must have equal length; timestamps should be strictly
+/// increasing (any i64 sequence round-trips, but the engine never stores
+/// duplicates).
+pub fn encode_chunk(ts: &[i64], vals: &[f64], out: &mut Vec<u8>) {
+    assert_eq!(
+        ts.len(),
+        vals.len(),
+        "timestamps and values differ in length"
+    );
+    put_uvarint(out, ts.len() as u64);
+    if ts.is_empty() {
+        return;
+    }
+    put_varint(out, ts[0]);
+    // A regular run (every delta equal, the common case for scraped series)
+    // is written as an empty stream and the one delta.
+    if ts.len() > 1 {
+        let d = ts[1].wrapping_sub(ts[0]);
+        if ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == d) {
+            put_uvarint(out, 0);
+            put_varint(out, d);
+            encode_values(vals, out);
+            return;
+        }
+    }
+    let mut w = BitWriter::new();
+    let mut prev = ts[0];
+    let mut prev_delta = 0i64;
+    for &t in &ts[1..] {
+        let d = t.wrapping_sub(prev);
+        write_dod(&mut w, d.wrapping_sub(prev_delta));
+        prev = t;
+        prev_delta = d;
+    }
+    put_stream(out, &w);
+    encode_values(vals, out);
+}
+
+/// Encodes a value column (the value block of a chunk) choosing the
+/// smallest of constant, decimal-scaled integer and XOR encodings.
+pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
+    let first = vals[0].to_bits();
+    if vals.iter().all(|v| v.to_bits() == first) {
+        out.push(MODE_CONST);
+        out.extend_from_slice(&first.to_le_bytes());
+        return;
+    }
+    // Decimal encodings usually win by far: XOR is sized only when they
+    // cost more than 16 bits a value.
+    let cheap = |bits: u64| bits <= 16 * vals.len() as u64;
+    let xor_bits = || encode_xor(vals).len_bits();
+    if let Some(scale) = common_scale(vals) {
+        let ms: Vec<i64> = vals
+            .iter()
+            .map(|&v| mantissa(v, scale).expect("scale checked"))
+            .collect();
+        let (order, best) = best_pack(&ms);
+        if cheap(best.len_bits()) || best.len_bits() + 16 < xor_bits() {
+            out.push(MODE_PACK);
+            out.push(scale as u8);
+            out.push(order);
+            put_varint(out, ms[0]);
+            put_stream(out, &best);
+            return;
+        }
+    } else if let Some((scale, ms, ulps)) = near_decimals(vals) {
+        let (order, best) = best_pack(&ms);
+        let res = pack(&ulps);
+        let bits = best.len_bits() + res.len_bits();
+        if cheap(bits) || bits + 32 < xor_bits() {
+            out.push(MODE_NEAR);
+            out.push(scale as u8);
+            out.push(order);
+            put_varint(out, ms[0]);
+            put_stream(out, &best);
+            put_stream(out, &res);
+            return;
+        }
+    }
+    let xor = encode_xor(vals);
+    out.push(MODE_XOR);
+    out.extend_from_slice(&first.to_le_bytes());
+    put_stream(out, &xor);
+}
+
+/// Decodes a sealed chunk starting at `*pos`, appending to `ts` and `vals`.
+pub fn decode_chunk(
+    buf: &[u8],
+    pos: &mut usize,
+    ts: &mut Vec<i64>,
+    vals: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    let n = get_uvarint(buf, pos)? as usize;
+    if n == 0 {
+        return Ok(());
+    }
+    let t0 = get_varint(buf, pos)?;
+    let mut r = get_stream(buf, pos)?;
+    let regular = n > 1 && r.remaining() == 0;
+    // A bit per sample at least, except in a regular run (bounded apart).
+    if (!regular && n > buf.len().saturating_mul(8) + 1) || n > MAX_REGULAR_RUN {
+        return Err(DecodeError("sample count larger than the chunk can hold"));
+    }
+    ts.reserve(n);
+    if regular {
+        // A regular run: one delta for all.
+        let d = get_varint(buf, pos)?;
+        let mut t = t0;
+        ts.push(t);
+        for _ in 1..n {
+            t = t.wrapping_add(d);
+            ts.push(t);
+        }
+        return decode_values(buf, pos, n, vals);
+    }
+    ts.push(t0);
+    let mut prev = t0;
+    let mut delta = 0i64;
+    for _ in 1..n {
+        let dod = read_dod(&mut r).ok_or(DecodeError("timestamp stream ends early"))?;
+        delta = delta.wrapping_add(dod);
+        prev = prev.wrapping_add(delta);
+        ts.push(prev);
+    }
+    decode_values(buf, pos, n, vals)
+}
+
+/// Decodes a value column of `n` values written by [`encode_values`].
+pub fn decode_values(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    vals: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    vals.reserve(n);
+    match get_u8(buf, pos)? {
+        MODE_CONST => {
+            let v = f64::from_bits(get_u64(buf, pos)?);
+            vals.extend(std::iter::repeat_n(v, n));
+        }
+        MODE_INT => decode_ints(buf, pos, n, vals)?,
+        MODE_PACK => {
+            decode_packed(buf, pos, n, vals)?;
+        }
+        MODE_NEAR => {
+            let start = vals.len();
+            decode_packed(buf, pos, n, vals)?;
+            let mut r = get_stream(buf, pos)?;
+            let mut ulps = Vec::new();
+            unpack(&mut r, n, &mut ulps)?;
+            for (v, u) in vals[start..].iter_mut().zip(ulps) {
+                *v = f64::from_bits((v.to_bits() as i64).wrapping_add(u) as u64);
+            }
+        }
+        MODE_XOR => {
+            let first = get_u64(buf, pos)?;
+            let mut r = get_stream(buf, pos)?;
+            let mut s = XorState::new(first);
+            vals.push(f64::from_bits(first));
+            for _ in 1..n {
+                let b = s.read(&mut r).ok_or(DecodeError("xor stream ends early"))?;
+                vals.push(f64::from_bits(b));
+            }
+        }
+        _ => return Err(DecodeError("unknown value encoding")),
+    }
+    Ok(())
+}
+
+/// Decodes the mantissa part of a Pack or Near value block: `n` values of
+/// `m / 10^scale`.
+fn decode_packed(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    vals: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    let scale = get_u8(buf, pos)? as usize;
+    let order = get_u8(buf, pos)?;
+    if scale > MAX_SCALE || order > 2 {
+        return Err(DecodeError("bad packed encoding header"));
+    }
+    let m0 = get_varint(buf, pos)?;
+    let mut r = get_stream(buf, pos)?;
+    let mut res = Vec::new();
+    unpack(&mut r, n.saturating_sub(1), &mut res)?;
+    unresidual(m0, order, &res, vals, scale);
+    Ok(())
+}
+
+/// Decodes the mantissa part of an Int value block (adaptive widths): `n`
+/// values of `m / 10^scale`.
+fn decode_ints(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    vals: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    let scale = get_u8(buf, pos)? as usize;
+    let order = get_u8(buf, pos)?;
+    if scale > MAX_SCALE || !(1..=2).contains(&order) {
+        return Err(DecodeError("bad integer encoding header"));
+    }
+    let mut m = get_varint(buf, pos)?;
+    let mut r = get_stream(buf, pos)?;
+    let mut a = Adaptive::default();
+    vals.push(from_mantissa(m, scale));
+    let mut delta = 0i64;
+    for _ in 1..n {
+        let res = unzigzag(
+            a.read(&mut r)
+                .ok_or(DecodeError("integer stream ends early"))?,
+        );
+        delta = if order == 1 {
+            res
+        } else {
+            delta.wrapping_add(res)
+        };
+        m = m.wrapping_add(delta);
+        vals.push(from_mantissa(m, scale));
+    }
+    Ok(())
+}
+
+// ---------------------------------------------------------------- head chunk
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum HeadMode {
+    Const,
+    Int,
+    Xor,
+}
+
+/// An appendable compressed chunk for the in-memory head.
+///
+/// Values start as a constant run (zero bits per sample), become integer
+/// deltas when an integral value differs, and fall back to XOR on the first
+/// non-integral value (the run so far is re-encoded once, so the chunk is
+/// always in the cheapest mode that fits what it holds).
+#[derive(Debug, Clone)]
+pub struct HeadChunk {
+    ts: BitWriter,
+    vals: BitWriter,
+    count: u32,
+    first_ts: i64,
+    last_ts: i64,
+    last_delta: i64,
+    first_val: u64,
+    mode: HeadMode,
+    adaptive: Adaptive,
+    last_int: i64,
+    xor: XorState,
+}
+
+impl HeadChunk {
+    /// A chunk holding one sample.
+    pub fn new(t: i64, v: f64) -> Self {
+        Self {
+            ts: BitWriter::new(),
+            vals: BitWriter::new(),
+            count: 1,
+            first_ts: t,
+            last_ts: t,
+            last_delta: 0,
+            first_val: v.to_bits(),
+            mode: HeadMode::Const,
+            adaptive: Adaptive::default(),
+            last_int: 0,
+            xor: XorState::new(v.to_bits()),
+        }
+    }
+
+    /// Samples held.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// Never true: a chunk is created with its first sample.
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// First timestamp.
+    pub fn first_ts(&self) -> i64 {
+        self.first_ts
+    }
+
+    /// Last (largest) timestamp.
+    pub fn last_ts(&self) -> i64 {
+        self.last_ts
+    }
+
+    /// Heap bytes held.
+    pub fn heap_bytes(&self) -> usize {
+        self.ts.heap_bytes() + self.vals.heap_bytes()
+    }
+
+    /// Appends a sample; `t` must be greater than [`Self::last_ts`].
+    pub fn push(&mut self, t: i64, v: f64) {
+        debug_assert!(t > self.last_ts);
+        let d = t.wrapping_sub(self.last_ts);
+        write_dod(&mut self.ts, d.wrapping_sub(self.last_delta));
+        self.last_delta = d;
+        self.last_ts = t;
+        let bits = v.to_bits();
+        match self.mode {
+            HeadMode::Const if bits == self.first_val => {}
+            HeadMode::Const => {
+                let first = f64::from_bits(self.first_val);
+                match (mantissa(first, 0), mantissa(v, 0)) {
+                    (Some(m0), Some(m)) => {
+                        self.mode = HeadMode::Int;
+                        self.last_int = m0;
+                        for _ in 1..self.count {
+                            self.adaptive.write(&mut self.vals, 0);
+                        }
+                        self.push_int(m);
+                    }
+                    _ => self.switch_to_xor(v),
+                }
+            }
+            HeadMode::Int => match mantissa(v, 0) {
+                Some(m) => self.push_int(m),
+                None => self.switch_to_xor(v),
+            },
+            HeadMode::Xor => self.xor.write(&mut self.vals, bits),
+        }
+        self.count += 1;
+    }
+
+    fn push_int(&mut self, m: i64) {
+        self.adaptive
+            .write(&mut self.vals, zigzag(m.wrapping_sub(self.last_int)));
+        self.last_int = m;
+    }
+
+    fn switch_to_xor(&mut self, v: f64) {
+        let mut old = Vec::with_capacity(self.count as usize + 1);
+        self.values_into(&mut old);
+        old.push(v);
+        let mut w = BitWriter::new();
+        let mut s = XorState::new(old[0].to_bits());
+        for x in &old[1..] {
+            s.write(&mut w, x.to_bits());
+        }
+        self.vals = w;
+        self.xor = s;
+        self.mode = HeadMode::Xor;
+    }
+
+    fn values_into(&self, out: &mut Vec<f64>) {
+        let n = self.count as usize;
+        match self.mode {
+            HeadMode::Const => out.extend(std::iter::repeat_n(f64::from_bits(self.first_val), n)),
+            HeadMode::Int => {
+                let mut r = BitReader::with_len(self.vals.bytes(), self.vals.len_bits());
+                let mut a = Adaptive::default();
+                let mut m =
+                    mantissa(f64::from_bits(self.first_val), 0).expect("int mode starts integral");
+                out.push(m as f64);
+                for _ in 1..n {
+                    let d = unzigzag(a.read(&mut r).expect("head stream is well formed"));
+                    m = m.wrapping_add(d);
+                    out.push(m as f64);
+                }
+            }
+            HeadMode::Xor => {
+                let mut r = BitReader::with_len(self.vals.bytes(), self.vals.len_bits());
+                let mut s = XorState::new(self.first_val);
+                out.push(f64::from_bits(self.first_val));
+                for _ in 1..n {
+                    out.push(f64::from_bits(
+                        s.read(&mut r).expect("head stream is well formed"),
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Appends every sample to `ts` and `vals` in time order.
+    pub fn decode_into(&self, ts: &mut Vec<i64>, vals: &mut Vec<f64>) {
+        let n = self.count as usize;
+        ts.reserve(n);
+        let mut r = BitReader::with_len(self.ts.bytes(), self.ts.len_bits());
+        let mut prev = self.first_ts;
+        let mut delta = 0i64;
+        ts.push(prev);
+        for _ in 1..n {
+            delta = delta.wrapping_add(read_dod(&mut r).expect("head stream is well formed"));
+            prev = prev.wrapping_add(delta);
+            ts.push(prev);
+        }
+        self.values_into(vals);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn round_trip(ts: &[i64], vals: &[f64]) -> (Vec<i64>, Vec<f64>, usize) {
+        let mut buf = Vec::new();
+        encode_chunk(ts, vals, &mut buf);
+        let (mut t2, mut v2) = (Vec::new(), Vec::new());
+        let mut pos = 0;
+        decode_chunk(&buf, &mut pos, &mut t2, &mut v2).expect("decodes");
+        assert_eq!(pos, buf.len(), "decoder consumed the whole chunk");
+        (t2, v2, buf.len())
+    }
+
+    fn bits(v: &[f64]) -> Vec<u64> {
+        v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    fn head_round_trip(ts: &[i64], vals: &[f64]) -> (Vec<i64>, Vec<f64>) {
+        let mut c = HeadChunk::new(ts[0], vals[0]);
+        for i in 1..ts.len() {
+            c.push(ts[i], vals[i]);
+        }
+        let (mut t2, mut v2) = (Vec::new(), Vec::new());
+        c.decode_into(&mut t2, &mut v2);
+        (t2, v2)
+    }
+
+    /// Values drawn from the shapes that matter: arbitrary bit patterns,
+    /// special floats, integers and short decimals.
+    fn value() -> impl Strategy<Value = f64> {
+        prop_oneof![
+            any::<u64>().prop_map(f64::from_bits),
+            Just(f64::NAN),
+            Just(f64::INFINITY),
+            Just(f64::NEG_INFINITY),
+            Just(-0.0),
+            Just(0.0),
+            (-1_000_000i64..1_000_000).prop_map(|i| i as f64),
+            (-100_000i64..100_000).prop_map(|i| i as f64 / 100.0),
+            // Float sums of short decimals: near, not at, a decimal.
+            proptest::collection::vec(-100_000i64..100_000, 2..6)
+                .prop_map(|ms| ms.iter().map(|&m| m as f64 / 10.0).sum::<f64>()),
+            any::<f64>(),
+        ]
+    }
+
+    fn sorted_ts() -> impl Strategy<Value = Vec<i64>> {
+        (
+            any::<i64>(),
+            proptest::collection::vec(1i64..200_000, 0..300),
+        )
+            .prop_map(|(start, deltas)| {
+                let mut t = start / 2;
+                let mut out = vec![t];
+                for d in deltas {
+                    t = t.saturating_add(d);
+                    if t == *out.last().expect("non-empty") {
+                        break;
+                    }
+                    out.push(t);
+                }
+                out
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_sequences_round_trip(ts in proptest::collection::vec(any::<i64>(), 1..300),
+                                          vals in proptest::collection::vec(value(), 300)) {
+            let vals = &vals[..ts.len()];
+            let (t2, v2, _) = round_trip(&ts, vals);
+            prop_assert_eq!(t2, ts.clone());
+            prop_assert_eq!(bits(&v2), bits(vals));
+        }
+
+        #[test]
+        fn head_chunk_matches_input(ts in sorted_ts(), vals in proptest::collection::vec(value(), 301)) {
+            let vals = &vals[..ts.len()];
+            let (t2, v2) = head_round_trip(&ts, vals);
+            prop_assert_eq!(t2, ts.clone());
+            prop_assert_eq!(bits(&v2), bits(vals));
+        }
+
+        #[test]
+        fn integer_runs_round_trip(start in -1_000_000_000i64..1_000_000_000,
+                                   steps in proptest::collection::vec(-5i64..1000, 1..300),
+                                   scale in 0usize..4) {
+            let mut m = start;
+            let mut vals = Vec::new();
+            for s in steps { m += s; vals.push(from_mantissa(m, scale)); }
+            let ts: Vec<i64> = (0..vals.len() as i64).map(|i| 1_700_000_000_000 + i * 60_000).collect();
+            let (t2, v2, _) = round_trip(&ts, &vals);
+            prop_assert_eq!(t2, ts.clone());
+            prop_assert_eq!(bits(&v2), bits(&vals));
+            let (t3, v3) = head_round_trip(&ts, &vals);
+            prop_assert_eq!(t3, ts);
+            prop_assert_eq!(bits(&v3), bits(&vals));
+        }
+    }
+
+    #[test]
+    fn constant_series_cost_almost_nothing() {
+        let ts: Vec<i64> = (0..1440).map(|i| 1_700_000_000_000 + i * 60_000).collect();
+        let vals = vec![42.5; 1440];
+        let (_, v2, size) = round_trip(&ts, &vals);
+        assert_eq!(v2, vals);
+        assert!(size < 1440 / 8 + 40, "constant series took {size} bytes");
+    }
+
+    #[test]
+    fn counters_beat_gorilla() {
+        let ts: Vec<i64> = (0..1440).map(|i| 1_700_000_000_000 + i * 60_000).collect();
+        let mut c = 1_000_000.0;
+        let vals: Vec<f64> = (0..1440)
+            .map(|i| {
+                c += 100.0 + ((i * 7919) % 13) as f64;
+                c
+            })
+            .collect();
+        let (_, _, size) = round_trip(&ts, &vals);
+        let gorilla = encode_xor(&vals).len_bits() as usize / 8;
+        assert!(
+            size < gorilla / 2,
+            "int encoding {size} bytes vs xor {gorilla}"
+        );
+    }
+
+    #[test]
+    fn sums_of_decimals_cost_little_more_than_the_decimals() {
+        // Five-sample sums of one-decimal values, as a 5-minute rollup holds
+        // them: many are not exact decimals (`62.300000000000004`).
+        let mut seed = 0x0bad_cafe_u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let sums: Vec<f64> = (0..288)
+            .map(|_| (0..5).map(|_| (120 + next() % 40) as f64 / 10.0).sum())
+            .collect();
+        assert!(sums.iter().any(|&v| mantissa(v, 1).is_none()));
+        let ts: Vec<i64> = (0..sums.len() as i64).map(|i| i * 300_000).collect();
+        let (_, v2, size) = round_trip(&ts, &sums);
+        assert_eq!(bits(&v2), bits(&sums));
+        let mut xor = Vec::new();
+        encode_chunk(&ts, &sums, &mut xor);
+        // Mantissas of about 9 bits plus a residual bit or two each.
+        assert!(size < 288 * 14 / 8 + 48, "{size} bytes for 288 sums");
+    }
+
+    #[test]
+    fn regular_runs_spend_no_bits_on_timestamps() {
+        let ts: Vec<i64> = (0..1440).map(|i| 1_700_000_000_000 + i * 60_000).collect();
+        let vals = vec![1.0; ts.len()];
+        let (t2, v2, size) = round_trip(&ts, &vals);
+        assert_eq!(t2, ts);
+        assert_eq!(bits(&v2), bits(&vals));
+        assert!(size < 24, "{size} bytes");
+        // One late sample breaks regularity and falls back to the dod stream.
+        let mut irregular = ts.clone();
+        irregular[700] += 1;
+        let (t3, _, _) = round_trip(&irregular, &vals);
+        assert_eq!(t3, irregular);
+        // Descending and wrapping deltas are regular too.
+        let down: Vec<i64> = (0..10i64)
+            .map(|i| i64::MAX.wrapping_sub(i.wrapping_mul(i64::MAX / 4)))
+            .collect();
+        let (t4, _, _) = round_trip(&down, &vals[..10]);
+        assert_eq!(t4, down);
+    }
+
+    #[test]
+    fn int_blocks_of_older_files_still_decode() {
+        let ms: Vec<i64> = vec![1000, 1003, 1010, 1010, 990, 1_000_000];
+        let mut buf = vec![MODE_INT, 2, 1];
+        put_varint(&mut buf, ms[0]);
+        put_stream(&mut buf, &encode_ints(&ms, 1));
+        let mut vals = Vec::new();
+        let mut pos = 0;
+        decode_values(&buf, &mut pos, ms.len(), &mut vals).unwrap();
+        assert_eq!(pos, buf.len());
+        let want: Vec<f64> = ms.iter().map(|&m| m as f64 / 100.0).collect();
+        assert_eq!(bits(&vals), bits(&want));
+    }
+
+    #[test]
+    fn packing_follows_the_cheapest_order() {
+        // Gauge noise around a level: order 0 costs about its own entropy.
+        let mut seed = 0x5eed_u64;
+        let gauge: Vec<f64> = (0..1440)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (4000 + (seed % 400) as i64) as f64 / 100.0
+            })
+            .collect();
+        let mut out = Vec::new();
+        encode_values(&gauge, &mut out);
+        assert_eq!((out[0], out[2]), (MODE_PACK, 0));
+        assert!(out.len() < 1440 * 10 / 8, "{} bytes", out.len());
+        // A counter with steady increments: order 1 or 2.
+        let counter: Vec<f64> = (0..1440u64).map(|i| (i * 250 + i % 7) as f64).collect();
+        out.clear();
+        encode_values(&counter, &mut out);
+        assert_eq!(out[0], MODE_PACK);
+        assert!(out[2] >= 1);
+        assert!(out.len() < 1440 * 4 / 8, "{} bytes", out.len());
+        // Extremes of i64 residuals survive.
+        let wild = [0.0, 9.0e15, -9.0e15, 9.0e15, -9.0e15, 1.0];
+        let ts: Vec<i64> = (0..wild.len() as i64).collect();
+        let (_, v2, _) = round_trip(&ts, &wild);
+        assert_eq!(bits(&v2), bits(&wild));
+    }
+
+    #[test]
+    fn near_decimals_refuse_what_they_cannot_restore() {
+        assert_eq!(near_mantissa(-0.0, 0), None);
+        assert_eq!(near_mantissa(f64::NAN, 1), None);
+        assert_eq!(near_mantissa(1e-300, 0), None);
+        assert_eq!(near_mantissa(0.1 + 0.2, 1), Some((3, 1)));
+        let vals = [0.1 + 0.2, -0.0, 1.0];
+        let ts = [1, 2, 3];
+        let (_, v2, _) = round_trip(&ts, &vals);
+        assert_eq!(bits(&v2), bits(&vals));
+    }
+
+    #[test]
+    fn special_floats_survive() {
+        let vals = [
+            f64::NAN,
+            f64::from_bits(0x7ff8_dead_beef_0001),
+            -0.0,
+            0.0,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            1.5,
+            f64::MIN_POSITIVE,
+        ];
+        let ts: Vec<i64> = (0..vals.len() as i64).collect();
+        let (_, v2, _) = round_trip(&ts, &vals);
+        assert_eq!(bits(&v2), bits(&vals));
+        let (_, v3) = head_round_trip(&ts, &vals);
+        assert_eq!(bits(&v3), bits(&vals));
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut seed = 0x1234_5678_9abc_def0u64;
+        for len in 0..400 {
+            let buf: Vec<u8> = (0..len)
+                .map(|_| {
+                    seed ^= seed << 13;
+                    seed ^= seed >> 7;
+                    seed ^= seed << 17;
+                    seed as u8
+                })
+                .collect();
+            let (mut t, mut v) = (Vec::new(), Vec::new());
+            let mut pos = 0;
+            let _ = decode_chunk(&buf, &mut pos, &mut t, &mut v);
+        }
+    }
+}

@@ -1,0 +1,485 @@
+//! federator-bench: query latency through the query-federator's HTTP API over a real
+//! storage-frontend (the `aerie storage` binary, started as a child process) and a real
+//! memcached.
+//!
+//! ```text
+//! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
+//! ```
+//! Loads `--series` series of one-minute data for `--days` days, then prints:
+//! - a single series over one day at the raw one-minute step: p50/p99 latency;
+//! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
+//!   federator, memcached flushed) and warm (spans cached); at a 1-minute step: cold.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use proto::common as pb;
+use proto::storage::{WriteRequest, storage_client::StorageClient};
+use query_federator::{Config, ZoneConfig};
+use service_kit::{Common, ServerConfig, Shutdown};
+
+const MIN: i64 = 60_000;
+const DAY: i64 = 86_400_000;
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
+    for _ in 0..600 {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    bail!("{what} did not listen on port {port}")
+}
+
+/// The `aerie` binary next to this one, built if missing.
+fn aerie_binary() -> anyhow::Result<PathBuf> {
+    let me = std::env::current_exe()?;
+    let dir = me.parent().context("no directory of the bench binary")?;
+    let bin = dir.join("aerie");
+    if !bin.exists() {
+        eprintln!("building the aerie binary (cargo build --release --bin aerie)");
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args(["build", "--release", "--bin", "aerie"])
+            .current_dir(root)
+            .status()?
+            .success();
+        if !ok || !bin.exists() {
+            bail!("cannot build {}", bin.display());
+        }
+    }
+    Ok(bin)
+}
+
+fn memcached(port: u16) -> anyhow::Result<Proc> {
+    let child = Command::new("memcached")
+        .args([
+            "-l",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-U",
+            "0",
+            "-m",
+            "2048",
+            "-u",
+            "nobody",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .context("cannot start memcached (apt-get install memcached)")?;
+    let p = Proc(child);
+    wait_port(port, "memcached")?;
+    Ok(p)
+}
+
+fn flush_memcached(port: u16) -> anyhow::Result<()> {
+    let mut s = TcpStream::connect(("127.0.0.1", port))?;
+    s.write_all(b"flush_all\r\n")?;
+    let mut line = String::new();
+    BufReader::new(s).read_line(&mut line)?;
+    if !line.starts_with("OK") {
+        bail!("memcached flush_all answered {line:?}");
+    }
+    Ok(())
+}
+
+struct Args {
+    series: usize,
+    days: i64,
+}
+
+fn args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        series: 10_000,
+        days: 7,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let v = it.next().with_context(|| format!("{flag} needs a value"))?;
+        match flag.as_str() {
+            "--series" => a.series = v.parse()?,
+            "--days" => a.days = v.parse()?,
+            _ => bail!("unknown flag {flag}; flags: --series N --days D"),
+        }
+    }
+    Ok(a)
+}
+
+async fn load(grpc: &str, a: &Args, end: i64) -> anyhow::Result<u64> {
+    let start = end - a.days * DAY;
+    let points = (a.days * DAY / MIN) as usize;
+    let per_batch = (400_000 / points).max(1);
+    let mut total = 0u64;
+    let began = Instant::now();
+    let batches: Vec<Vec<usize>> = (0..a.series)
+        .collect::<Vec<_>>()
+        .chunks(per_batch)
+        .map(<[usize]>::to_vec)
+        .collect();
+    let mut set = tokio::task::JoinSet::new();
+    let mut iter = batches.into_iter();
+    let client = StorageClient::connect(grpc.to_string())
+        .await?
+        .max_encoding_message_size(64 << 20);
+    loop {
+        while set.len() < 2 {
+            let Some(batch) = iter.next() else { break };
+            let mut c = client.clone();
+            set.spawn(async move {
+                let series = batch
+                    .iter()
+                    .map(|&i| pb::Series {
+                        key: Some(pb::SeriesKey {
+                            service: "bench".into(),
+                            source: format!("h{i:05}"),
+                            metric: "m".into(),
+                        }),
+                        samples: (0..points)
+                            .map(|k| pb::Sample {
+                                timestamp_ms: start + k as i64 * MIN,
+                                value: ((i * 7 + k) % 100) as f64,
+                            })
+                            .collect(),
+                    })
+                    .collect();
+                c.write(WriteRequest { series })
+                    .await
+                    .map(|r| r.into_inner())
+            });
+        }
+        let Some(done) = set.join_next().await else {
+            break;
+        };
+        let r = done??;
+        if !r.rejections.is_empty() {
+            bail!("storage rejected samples: {:?}", &r.rejections[..1]);
+        }
+        total += r.accepted;
+    }
+    eprintln!(
+        "loaded {total} samples in {:.1} s ({:.1} M samples/s)",
+        began.elapsed().as_secs_f64(),
+        total as f64 / began.elapsed().as_secs_f64() / 1e6
+    );
+    Ok(total)
+}
+
+/// Waits until storage maintenance (sealing, compaction, rollups) has caught up with
+/// the load: its counters stop moving.
+async fn settle(http_port: u16) -> anyhow::Result<()> {
+    let began = Instant::now();
+    let url = format!("http://127.0.0.1:{http_port}/admin/metrics.json");
+    let mut last = String::new();
+    let mut same = 0;
+    while began.elapsed() < Duration::from_secs(180) && same < 3 {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let v: serde_json::Value = reqwest::get(&url).await?.json().await?;
+        let now = format!(
+            "{} {}",
+            v["storage/engine/blocks_sealed"], v["storage/engine/compactions"]
+        );
+        same = if now == last { same + 1 } else { 0 };
+        last = now;
+    }
+    eprintln!(
+        "storage maintenance settled after {:.0} s (sealed, compactions: {last})",
+        began.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// What the storage-frontend itself takes for the calls a cold `sum` makes.
+async fn storage_alone(grpc: &str, start: i64, end: i64) -> anyhow::Result<()> {
+    use proto::storage as api;
+    let mut c = StorageClient::connect(grpc.to_string()).await?;
+    let matcher = pb::Matcher {
+        service: Some(pb::Pattern {
+            kind: Some(pb::pattern::Kind::Exact("bench".into())),
+        }),
+        source: None,
+        metric: Some(pb::Pattern {
+            kind: Some(pb::pattern::Kind::Exact("m".into())),
+        }),
+    };
+    let range = Some(pb::TimeRange {
+        start_ms: start,
+        end_ms: end,
+    });
+    let mut index = Vec::new();
+    let mut epochs = Vec::new();
+    let mut frag5 = Vec::new();
+    for _ in 0..5 {
+        let t = Instant::now();
+        c.index(api::IndexRequest {
+            kind: api::IndexKind::Series as i32,
+            matcher: Some(matcher.clone()),
+            range,
+            limit: 1,
+        })
+        .await?;
+        index.push(t.elapsed());
+        let t = Instant::now();
+        c.epochs(api::EpochsRequest {
+            service: matcher.service.clone(),
+            range,
+        })
+        .await?;
+        epochs.push(t.elapsed());
+    }
+    for _ in 0..3 {
+        let t = Instant::now();
+        let mut s = c
+            .execute_fragment(api::ExecuteFragmentRequest {
+                matchers: vec![matcher.clone()],
+                range,
+                step_ms: 5 * MIN,
+                step_aggregator: pb::Aggregator::Last as i32,
+                over_time: None,
+                cross_series: Some(api::CrossSeries {
+                    aggregator: pb::Aggregator::Sum as i32,
+                    group_by: vec![],
+                }),
+                max_series: 0,
+                max_samples: 0,
+            })
+            .await?
+            .into_inner();
+        while s.message().await?.is_some() {}
+        frag5.push(t.elapsed());
+    }
+    println!(
+        "storage alone: Index total p50 {:.2} ms, Epochs p50 {:.2} ms, ExecuteFragment sum 7d at 5m p50 {:.1} ms",
+        ms(pct(&mut index, 0.5)),
+        ms(pct(&mut epochs, 0.5)),
+        ms(pct(&mut frag5, 0.5)),
+    );
+    Ok(())
+}
+
+struct Fed {
+    url: String,
+    shutdown: Shutdown,
+}
+
+async fn federator(storage_grpc: &str, memcached: Option<u16>) -> anyhow::Result<Fed> {
+    let dir = std::env::temp_dir();
+    let mut config = Config {
+        common: Common {
+            listen_host: "127.0.0.1".into(),
+            data_dir: dir,
+            memcached: memcached
+                .map(|p| vec![format!("127.0.0.1:{p}")])
+                .unwrap_or_default(),
+            ..Common::default()
+        },
+        server: ServerConfig::with_ports(0, 0),
+        zones: vec![ZoneConfig {
+            endpoints: vec![storage_grpc.to_string()],
+            ..ZoneConfig::default()
+        }],
+        ..Config::default()
+    };
+    config.query_timeout = Duration::from_secs(120);
+    let server = query_federator::bind(config).await?;
+    let url = format!("http://{}", server.http_addr());
+    let shutdown = Shutdown::new();
+    tokio::spawn(server.run(shutdown.clone()));
+    Ok(Fed { url, shutdown })
+}
+
+/// One query over HTTP: its latency and the number of points answered.
+async fn run(
+    http: &reqwest::Client,
+    fed: &Fed,
+    q: &str,
+    start: i64,
+    end: i64,
+    step: i64,
+) -> anyhow::Result<(Duration, usize)> {
+    let params = [
+        ("query", q.to_string()),
+        ("start", (start / 1000).to_string()),
+        ("end", (end / 1000).to_string()),
+        ("step", (step / 1000).to_string()),
+    ];
+    let began = Instant::now();
+    let resp = http
+        .get(format!("{}/api/v1/query_range", fed.url))
+        .query(&params)
+        .send()
+        .await?;
+    let body = resp.bytes().await?;
+    let took = began.elapsed();
+    let v: serde_json::Value = serde_json::from_slice(&body)?;
+    if v["status"] != "success" {
+        bail!("{q} failed: {v}");
+    }
+    let points = v["data"]["result"].as_array().map_or(0, |r| {
+        r.iter()
+            .map(|s| s["values"].as_array().map_or(0, Vec::len))
+            .sum()
+    });
+    Ok((took, points))
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn pct(v: &mut [Duration], q: f64) -> Duration {
+    v.sort();
+    v[((v.len() - 1) as f64 * q).round() as usize]
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let a = args()?;
+    // BENCH_LOG=query_federator=debug shows where each query's time goes.
+    if let Ok(level) = std::env::var("BENCH_LOG") {
+        service_kit::logging::init(&service_kit::logging::LogConfig {
+            level,
+            ..Default::default()
+        })?;
+    }
+    let bin = aerie_binary()?;
+    let data = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
+    let (http_port, grpc_port, mc_port) = (free_port()?, free_port()?, free_port()?);
+    let _storage = Proc(
+        Command::new(&bin)
+            .arg("storage")
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(["--listen-host", "127.0.0.1"])
+            .args(["--set", &format!("storage.server.http_port={http_port}")])
+            .args(["--set", &format!("storage.server.grpc_port={grpc_port}")])
+            .args(["--set", "storage.server.max_request_bytes=67108864"])
+            .args(["--set", "storage.embedded.fsync=never"])
+            .args(["--set", "storage.embedded.maintenance_interval=5s"])
+            .env("AERIE_LOG__LEVEL", "warn")
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start aerie storage")?,
+    );
+    wait_port(grpc_port, "aerie storage")?;
+    let _mc = memcached(mc_port)?;
+    let grpc = format!("http://127.0.0.1:{grpc_port}");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_millis() as i64;
+    // End an hour ago, on the hour: the whole range is immutable and tiles into spans.
+    let end = now - now.rem_euclid(3_600_000) - 3_600_000;
+    let start = end - a.days * DAY;
+    load(&grpc, &a, end).await?;
+    settle(http_port).await?;
+    storage_alone(&grpc, start, end).await?;
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(4)
+        .build()?;
+    let all = "sum(ts(bench, *, m))";
+    println!(
+        "federator-bench: {} series x {} days of 1-minute data, storage = aerie storage (embedded), memcached 1.6",
+        a.series, a.days
+    );
+
+    // Single series, one day, raw one-minute step.
+    let one = "ts(bench, h00042, m)";
+    for (label, cache) in [("no cache", None), ("span cache", Some(mc_port))] {
+        let fed = federator(&grpc, cache).await?;
+        for _ in 0..20 {
+            run(&http, &fed, one, end - DAY, end, MIN).await?;
+        }
+        let mut lat = Vec::new();
+        let mut pts = 0;
+        for _ in 0..500 {
+            let (d, p) = run(&http, &fed, one, end - DAY, end, MIN).await?;
+            lat.push(d);
+            pts = p;
+        }
+        println!(
+            "single series, 1 day raw ({pts} points, {label}): p50 {:.3} ms, p99 {:.3} ms",
+            ms(pct(&mut lat, 0.5)),
+            ms(pct(&mut lat, 0.99))
+        );
+        fed.shutdown.cancel();
+    }
+
+    // sum over every series, 5-minute step: cold, then warm.
+    let mut colds = Vec::new();
+    let mut warm = Vec::new();
+    let mut pts = 0;
+    for _ in 0..3 {
+        // Let the stores of the previous run land before emptying the cache.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        flush_memcached(mc_port)?;
+        let fed = federator(&grpc, Some(mc_port)).await?;
+        let (d, p) = run(&http, &fed, all, start, end, 5 * MIN).await?;
+        colds.push(d);
+        pts = p;
+        // Spans are stored after the answer.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for _ in 0..20 {
+            warm.push(run(&http, &fed, all, start, end, 5 * MIN).await?.0);
+        }
+        fed.shutdown.cancel();
+    }
+    println!(
+        "sum over {} series x {} days, 5m step ({pts} points): cold p50 {:.1} ms (runs: {}), warm p50 {:.2} ms p99 {:.2} ms",
+        a.series,
+        a.days,
+        ms(pct(&mut colds.clone(), 0.5)),
+        colds
+            .iter()
+            .map(|d| format!("{:.1}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", "),
+        ms(pct(&mut warm, 0.5)),
+        ms(pct(&mut warm, 0.99)),
+    );
+
+    // sum over every series, 1-minute step (every raw sample): cold.
+    let mut colds = Vec::new();
+    for _ in 0..3 {
+        // Let the stores of the previous run land before emptying the cache.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        flush_memcached(mc_port)?;
+        let fed = federator(&grpc, Some(mc_port)).await?;
+        let (d, p) = run(&http, &fed, all, start, end, MIN).await?;
+        colds.push(d);
+        pts = p;
+        fed.shutdown.cancel();
+    }
+    println!(
+        "sum over {} series x {} days, 1m step ({pts} points): cold p50 {:.1} ms (runs: {})",
+        a.series,
+        a.days,
+        ms(pct(&mut colds.clone(), 0.5)),
+        colds
+            .iter()
+            .map(|d| format!("{:.1}", ms(*d)))
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    Ok(())
+}

@@ -1,0 +1,439 @@
+//! The HTTP API in the Prometheus JSON envelope: `/api/v1/query_range`, `/api/v1/query`,
+//! `/api/v1/series`, `/api/v1/metrics`, `/api/v1/explain` (GET or POST with a form;
+//! `format=text` makes explain answer plain text for people), and what Prometheus
+//! clients such as Grafana ask first: `/api/v1/labels`, `/api/v1/label/<name>/values`
+//! (the key parts `service`, `source`, `metric`) and `/api/v1/status/buildinfo`.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::rejection::FormRejection;
+use axum::extract::{Form, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use proto::storage::IndexKind;
+use query_lang::{Range, Series, SeriesKey, Value};
+use serde_json::{Value as Json, json};
+
+use crate::error::QueryError;
+use crate::federate::{Answer, Federator, Missing};
+use crate::params;
+
+/// The routes of the HTTP API.
+pub fn router(fed: Arc<Federator>) -> Router {
+    Router::new()
+        .route("/api/v1/query_range", get(query_range).post(query_range))
+        .route("/api/v1/query", get(query).post(query))
+        .route("/api/v1/series", get(series).post(series))
+        .route("/api/v1/metrics", get(metrics).post(metrics))
+        .route("/api/v1/explain", get(explain).post(explain))
+        .route("/api/v1/labels", get(labels).post(labels))
+        .route("/api/v1/label/{name}/values", get(label_values))
+        .route("/api/v1/status/buildinfo", get(buildinfo))
+        .with_state(fed)
+}
+
+/// Request parameters from the URL and, for POST, the form body.
+struct Params(Vec<(String, String)>);
+
+impl Params {
+    fn new(
+        url: Vec<(String, String)>,
+        form: Result<Form<Vec<(String, String)>>, FormRejection>,
+    ) -> Self {
+        let mut all = url;
+        if let Ok(Form(body)) = form {
+            for kv in body {
+                if !all.contains(&kv) {
+                    all.push(kv);
+                }
+            }
+        }
+        Params(all)
+    }
+
+    fn get(&self, k: &str) -> Option<&str> {
+        self.0.iter().find(|(a, _)| a == k).map(|(_, v)| v.as_str())
+    }
+
+    fn all(&self, k: &str) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|(a, _)| a == k)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    fn required(&self, k: &'static str) -> Result<&str, QueryError> {
+        self.get(k).ok_or(QueryError::BadParam {
+            param: k,
+            reason: "is required".into(),
+        })
+    }
+
+    fn timeout(&self) -> Result<Option<std::time::Duration>, QueryError> {
+        self.get("timeout")
+            .map(|t| {
+                params::duration("timeout", t).map(|ms| std::time::Duration::from_millis(ms as u64))
+            })
+            .transpose()
+    }
+}
+
+type Url = Query<Vec<(String, String)>>;
+type Body = Result<Form<Vec<(String, String)>>, FormRejection>;
+
+fn error(e: &QueryError) -> Response {
+    let (code, kind) = e.http();
+    let mut body = json!({"status": "error", "errorType": kind, "error": e.to_string()});
+    if let QueryError::Compile {
+        line: Some(l),
+        column: Some(c),
+        ..
+    } = e
+    {
+        body["line"] = json!(l);
+        body["column"] = json!(c);
+    }
+    (
+        StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        axum::Json(body),
+    )
+        .into_response()
+}
+
+fn success(data: Json, warnings: &[String], missing: &[Missing]) -> Response {
+    let mut body = json!({"status": "success", "data": data});
+    if !warnings.is_empty() {
+        body["warnings"] = json!(warnings);
+    }
+    if !missing.is_empty() {
+        body["partial"] = json!(true);
+        body["missingZones"] = Json::Array(
+            missing
+                .iter()
+                .map(|m| {
+                    json!({"zone": m.zone, "reason": m.reason,
+                           "start": secs(m.range.0), "end": secs(m.range.1)})
+                })
+                .collect(),
+        );
+    }
+    axum::Json(body).into_response()
+}
+
+/// Unix seconds as a JSON number: an integer when whole.
+pub fn secs(ms: i64) -> Json {
+    if ms % 1000 == 0 {
+        json!(ms / 1000)
+    } else {
+        json!(ms as f64 / 1000.0)
+    }
+}
+
+/// A sample value as Prometheus writes it.
+pub fn value_text(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else if v == f64::INFINITY {
+        "+Inf".into()
+    } else if v == f64::NEG_INFINITY {
+        "-Inf".into()
+    } else {
+        format!("{v}")
+    }
+}
+
+fn metric(k: &SeriesKey) -> Json {
+    let mut m = serde_json::Map::new();
+    for (name, v) in [
+        ("service", &k.service),
+        ("source", &k.source),
+        ("metric", &k.metric),
+    ] {
+        if let Some(v) = v {
+            m.insert(name.into(), json!(v));
+        }
+    }
+    Json::Object(m)
+}
+
+fn matrix(a: &Answer, range: Range) -> Json {
+    let series: Vec<Json> = match &a.value {
+        Value::Series(set) => set.iter().map(series_json).collect(),
+        Value::Scalar(x) => vec![json!({
+            "metric": {},
+            "values": range.times().map(|t| json!([secs(t), value_text(*x)])).collect::<Vec<_>>(),
+        })],
+    };
+    json!({"resultType": "matrix", "result": series})
+}
+
+fn series_json(s: &Series) -> Json {
+    json!({
+        "metric": metric(&s.key),
+        "values": s.points.iter().map(|(t, v)| json!([secs(*t), value_text(*v)])).collect::<Vec<_>>(),
+    })
+}
+
+async fn query_range(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
+    let p = Params::new(url, body);
+    match range_request(&p) {
+        Ok((text, range)) => {
+            let deadline = match p.timeout() {
+                Ok(t) => fed.deadline(t),
+                Err(e) => return error(&e),
+            };
+            match fed.query(text, range, deadline).await {
+                Ok(a) => success(matrix(&a, range), &a.warnings, &a.missing),
+                Err(e) => error(&e),
+            }
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// `query`, `start`, `end` (inclusive) and `step` of a range request.
+fn range_request(p: &Params) -> Result<(&str, Range), QueryError> {
+    let text = p.required("query")?;
+    let start = params::time("start", p.required("start")?)?;
+    let end = params::time("end", p.required("end")?)?;
+    let step = params::duration("step", p.required("step")?)?;
+    if end < start {
+        return Err(QueryError::BadParam {
+            param: "end",
+            reason: "is before start".into(),
+        });
+    }
+    let points = (end - start) / step + 1;
+    if points > query_lang::eval::MAX_POINTS {
+        return Err(QueryError::BadParam {
+            param: "step",
+            reason: format!(
+                "{points} points per series; at most {}: use a larger step or a shorter range",
+                query_lang::eval::MAX_POINTS
+            ),
+        });
+    }
+    Ok((text, Range::new(start, end.saturating_add(1), step)))
+}
+
+/// `query`, `time` (default now) and `step` (default the configured one) of an instant request.
+fn instant_request<'a>(p: &'a Params, fed: &Federator) -> Result<(&'a str, Range), QueryError> {
+    let text = p.required("query")?;
+    let t = match p.get("time") {
+        Some(t) => params::time("time", t)?,
+        None => params::now_ms(),
+    };
+    let step = match p.get("step") {
+        Some(s) => params::duration("step", s)?,
+        None => fed.instant_step_ms,
+    };
+    Ok((text, Range::new(t, t.saturating_add(1), step)))
+}
+
+async fn query(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
+    let p = Params::new(url, body);
+    let (text, range) = match instant_request(&p, &fed) {
+        Ok(r) => r,
+        Err(e) => return error(&e),
+    };
+    let deadline = match p.timeout() {
+        Ok(t) => fed.deadline(t),
+        Err(e) => return error(&e),
+    };
+    match fed.query(text, range, deadline).await {
+        Ok(a) => {
+            let t = secs(range.start);
+            let data = match &a.value {
+                Value::Scalar(x) => json!({"resultType": "scalar", "result": [t, value_text(*x)]}),
+                Value::Series(set) => json!({
+                    "resultType": "vector",
+                    "result": set.iter().filter_map(|s| s.points.last().map(|(pt, v)| json!({
+                        "metric": metric(&s.key),
+                        "value": [secs(*pt), value_text(*v)],
+                    }))).collect::<Vec<_>>(),
+                }),
+            };
+            success(data, &a.warnings, &a.missing)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// `start`/`end` of a discovery request; the last day by default.
+fn window(p: &Params) -> Result<(i64, i64), QueryError> {
+    let now = params::now_ms();
+    let end = match p.get("end") {
+        Some(e) => params::time("end", e)?,
+        None => now,
+    };
+    let start = match p.get("start") {
+        Some(s) => params::time("start", s)?,
+        None => end - 86_400_000,
+    };
+    Ok((start, end.saturating_add(1)))
+}
+
+fn limit(p: &Params) -> Result<u32, QueryError> {
+    p.get("limit")
+        .map(|l| {
+            l.parse::<u32>().map_err(|_| QueryError::BadParam {
+                param: "limit",
+                reason: format!("{l:?} is not a count"),
+            })
+        })
+        .transpose()
+        .map(|l| l.unwrap_or(0))
+}
+
+async fn series(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
+    let p = Params::new(url, body);
+    let run = async {
+        let mut matches = p.all("match[]");
+        matches.extend(p.all("match"));
+        if matches.is_empty() {
+            return Err(QueryError::BadParam {
+                param: "match[]",
+                reason: "is required: a selection such as ts(web, *, http/*)".into(),
+            });
+        }
+        let (start, end) = window(&p)?;
+        let limit = limit(&p)?;
+        let deadline = fed.deadline(p.timeout()?);
+        let mut keys = std::collections::BTreeSet::new();
+        let mut missing = Vec::new();
+        for m in matches {
+            let a = fed
+                .index(m, IndexKind::Series, start, end, limit, deadline)
+                .await?;
+            keys.extend(a.series);
+            missing.extend(a.missing);
+        }
+        let data: Vec<Json> = keys.iter().map(metric).collect();
+        Ok((Json::Array(data), missing))
+    };
+    match run.await {
+        Ok((data, missing)) => success(data, &warnings_of(&missing), &missing),
+        Err(e) => error(&e),
+    }
+}
+
+fn warnings_of(missing: &[Missing]) -> Vec<String> {
+    missing
+        .iter()
+        .map(|m| format!("partial answer: zone {} is missing ({})", m.zone, m.reason))
+        .collect()
+}
+
+async fn metrics(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
+    let p = Params::new(url, body);
+    let run = async {
+        let selection = p.get("match").unwrap_or("ts(*, *, *)");
+        let kind = match p.get("list").unwrap_or("metrics") {
+            "services" => IndexKind::Services,
+            "sources" => IndexKind::Sources,
+            "metrics" => IndexKind::Metrics,
+            other => {
+                return Err(QueryError::BadParam {
+                    param: "list",
+                    reason: format!("{other:?} is not one of services, sources, metrics"),
+                });
+            }
+        };
+        let (start, end) = window(&p)?;
+        let limit = limit(&p)?;
+        let deadline = fed.deadline(p.timeout()?);
+        let a = fed
+            .index(selection, kind, start, end, limit, deadline)
+            .await?;
+        Ok((json!(a.names), a.missing))
+    };
+    match run.await {
+        Ok((data, missing)) => success(data, &warnings_of(&missing), &missing),
+        Err(e) => error(&e),
+    }
+}
+
+async fn explain(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
+    let p = Params::new(url, body);
+    let run = async {
+        let (text, range) = if p.get("start").is_some() {
+            range_request(&p)?
+        } else {
+            instant_request(&p, &fed)?
+        };
+        let deadline = fed.deadline(p.timeout()?);
+        fed.explain(text, range, deadline).await
+    };
+    match run.await {
+        Ok(x) if p.get("format") == Some("text") => x.text.into_response(),
+        Ok(x) => {
+            let fragments: Vec<Json> = x
+                .fragments
+                .iter()
+                .map(|f| {
+                    json!({
+                        "zone": f.zone,
+                        "fragment": f.fragment,
+                        "resolutionMs": f.resolution_ms,
+                        "spans": f.spans.iter().map(|(a, b, plan)| json!({
+                            "start": secs(*a), "end": secs(*b), "cache": plan.name(),
+                        })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            let data = json!({
+                "rewritten": x.rewritten,
+                "fragments": fragments,
+                "cost": {"series": x.cost.series, "samples": x.cost.samples},
+                "refusal": x.refusal,
+                "text": x.text,
+            });
+            success(data, &warnings_of(&x.missing), &x.missing)
+        }
+        Err(e) => error(&e),
+    }
+}
+
+/// The labels of every series: the three key parts.
+async fn labels() -> Response {
+    success(json!(["metric", "service", "source"]), &[], &[])
+}
+
+/// The values of one key part (`__name__` is `metric`), from the name index.
+async fn label_values(
+    State(fed): State<Arc<Federator>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    Query(url): Url,
+) -> Response {
+    let p = Params(url);
+    let run = async {
+        let kind = match name.as_str() {
+            "service" => IndexKind::Services,
+            "source" => IndexKind::Sources,
+            "metric" | "__name__" => IndexKind::Metrics,
+            _ => return Ok((json!([]), Vec::new())),
+        };
+        let (start, end) = window(&p)?;
+        let limit = limit(&p)?;
+        let deadline = fed.deadline(p.timeout()?);
+        let a = fed
+            .index("ts(*, *, *)", kind, start, end, limit, deadline)
+            .await?;
+        Ok((json!(a.names), a.missing))
+    };
+    match run.await {
+        Ok((data, missing)) => success(data, &warnings_of(&missing), &missing),
+        Err(e) => error(&e),
+    }
+}
+
+async fn buildinfo() -> Response {
+    success(
+        json!({"application": "aerie", "version": env!("CARGO_PKG_VERSION")}),
+        &[],
+        &[],
+    )
+}

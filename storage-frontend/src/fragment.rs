@@ -1,0 +1,409 @@
+//! Fragment execution next to the data: select, per-step aggregation, an
+//! optional function of time, and aggregation across series into mergeable
+//! partials, run in time slices so that a deadline or a sample limit stops the
+//! work between slices and memory stays bounded.
+//!
+//! ```text
+//!  select (union of matchers) --count--> max_series?   groups x steps --> max_points?
+//!     |
+//!     |  one matcher, no function of time:           otherwise:
+//!     |    backend.aggregate(group_by) per slice       backend.aggregate(per series) per slice,
+//!     |    (the engine folds across series)            reading `pre` ms before the slice
+//!     v                                                  -> rate/increase/derivative/integral/moving
+//!  slices [s, e) in time order; after each:              -> fold across series (Partial::of)
+//!    samples touched --> max_samples?  deadline passed? --> stop and say so
+//!     v
+//!  groups in key order, points ascending
+//! ```
+//!
+//! The functions of time are the query language's own (`query_lang::ops`), so a
+//! fragment computed here equals the same expression evaluated by the federator.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use query_lang::ops::{self, Delta};
+use query_lang::{Range, WindowAgg};
+use tokio::time::Instant;
+use tsdb::{Fragment, FragmentResult, KeyPart, Partial, Selector, SeriesKey, StepAgg};
+
+use crate::backend::Backend;
+use crate::error::RequestError;
+
+/// A function of time applied to each series' step values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OverTime {
+    /// Rate, increase or derivative between consecutive steps.
+    Delta(Delta),
+    /// Running sum of value x step seconds from the range start.
+    Integral,
+    /// An aggregate of the step values in the trailing window of `window_ms`.
+    Moving {
+        /// Window width, a positive multiple of the step.
+        window_ms: i64,
+        /// How the window's values combine.
+        agg: WindowAgg,
+    },
+}
+
+impl OverTime {
+    /// How much data before the first step the function needs.
+    fn lookback(self, step: i64) -> i64 {
+        match self {
+            OverTime::Delta(_) => step,
+            OverTime::Integral => 0,
+            OverTime::Moving { window_ms, .. } => window_ms - step,
+        }
+    }
+}
+
+/// A fragment as the service runs it (the domain form of `ExecuteFragmentRequest`).
+#[derive(Debug, Clone)]
+pub struct FragmentSpec {
+    /// Series selected: the union of these.
+    pub selectors: Vec<Selector>,
+    /// First step end (ms).
+    pub start: i64,
+    /// Step ends lie strictly before this (ms).
+    pub end: i64,
+    /// Step width (ms, > 0).
+    pub step: i64,
+    /// Per-series value of a step.
+    pub per_step: StepAgg,
+    /// Optional function of time.
+    pub over_time: Option<OverTime>,
+    /// `Some(by)`: combine series into groups by these parts (empty: one group);
+    /// `None`: every series is its own group.
+    pub combine: Option<Vec<KeyPart>>,
+    /// Most series the fragment may touch.
+    pub max_series: u64,
+    /// Most samples (or rollup cells) it may read.
+    pub max_samples: u64,
+    /// Most groups x steps it may answer with.
+    pub max_points: u64,
+    /// When the work must stop.
+    pub deadline: Option<Instant>,
+}
+
+/// The answer: partials per group per step, and what it cost.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Answer {
+    /// Groups in key order (parts not grouped by are empty), points ascending.
+    pub groups: Vec<(SeriesKey, Vec<(i64, Partial)>)>,
+    /// Series read.
+    pub series: u64,
+    /// Samples or rollup cells read.
+    pub samples: u64,
+    /// 0 for raw samples, else the rollup width read (ms).
+    pub resolution_ms: i64,
+}
+
+/// Series-steps one slice computes when the engine folds across series.
+const FOLDED_SLICE_CELLS: u64 = 50_000_000;
+/// Series-steps one slice materialises when series are kept apart.
+const PER_SERIES_SLICE_CELLS: u64 = 4_000_000;
+/// The engine's own bound on steps per fragment.
+const MAX_STEPS: i64 = 10_000_000;
+
+const ALL_PARTS: [KeyPart; 3] = [KeyPart::Service, KeyPart::Source, KeyPart::Metric];
+
+/// Runs `spec` against `backend`.
+pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer, RequestError> {
+    let began = Instant::now();
+    if spec.step <= 0 {
+        return Err(RequestError::invalid(
+            "step_ms",
+            format!("must be positive, got {}", spec.step),
+        ));
+    }
+    if spec.selectors.is_empty() {
+        return Err(RequestError::invalid(
+            "matchers",
+            "at least one is required",
+        ));
+    }
+    if let Some(OverTime::Moving { window_ms, .. }) = spec.over_time
+        && (window_ms <= 0 || window_ms % spec.step != 0)
+    {
+        return Err(RequestError::invalid(
+            "over_time.window_ms",
+            format!(
+                "must be a positive multiple of step_ms {}, got {window_ms}",
+                spec.step
+            ),
+        ));
+    }
+    let range = Range::new(spec.start, spec.end, spec.step);
+    let steps = range.points();
+    if steps == 0 {
+        return Ok(Answer::default());
+    }
+    if steps > MAX_STEPS {
+        return Err(RequestError::invalid(
+            "range",
+            format!(
+                "{steps} steps of {} ms; at most {MAX_STEPS} per fragment: widen the step or narrow the range",
+                spec.step
+            ),
+        ));
+    }
+    let pre = spec.over_time.map_or(0, |f| f.lookback(spec.step));
+
+    // Select first: the series limit is checked before any sample is read.
+    let lo = spec.start - pre - spec.step + 1;
+    let mut keys = BTreeSet::new();
+    for sel in &spec.selectors {
+        let found = within(
+            spec.deadline,
+            began,
+            "selecting series",
+            backend.select(sel.clone(), lo, spec.end),
+        )
+        .await??;
+        keys.extend(found);
+    }
+    let series = keys.len() as u64;
+    if series > spec.max_series {
+        return Err(RequestError::Limit {
+            what: "series selected",
+            found: series,
+            limit: spec.max_series,
+            key: "max_series",
+            hint: "narrow the matchers (service, source or metric) or the time range",
+        });
+    }
+    if series == 0 {
+        return Ok(Answer::default());
+    }
+    let groups = match &spec.combine {
+        None => series,
+        Some(by) => keys
+            .iter()
+            .map(|k| project(k, by))
+            .collect::<BTreeSet<_>>()
+            .len() as u64,
+    };
+    let points = groups.saturating_mul(steps as u64);
+    if points > spec.max_points {
+        return Err(RequestError::Limit {
+            what: "points answered (groups x steps)",
+            found: points,
+            limit: spec.max_points,
+            key: "max_points",
+            hint: "aggregate across series, group by fewer parts, or widen the step",
+        });
+    }
+
+    let folded = spec.selectors.len() == 1 && spec.over_time.is_none();
+    let budget = if folded {
+        FOLDED_SLICE_CELLS
+    } else {
+        PER_SERIES_SLICE_CELLS
+    };
+    let slice_steps = (budget / series).clamp(1, steps as u64) as i64;
+
+    let mut answer = Answer {
+        series,
+        ..Answer::default()
+    };
+    let mut out: BTreeMap<SeriesKey, Vec<(i64, Partial)>> = BTreeMap::new();
+    let mut carry: BTreeMap<SeriesKey, f64> = BTreeMap::new();
+    let mut done = 0i64;
+    while done < steps {
+        let s = spec.start + done * spec.step;
+        let e = (s + slice_steps * spec.step).min(spec.end);
+        let progress = || format!("stopped after {done} of {steps} steps of {} series", series);
+        if spec.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Err(RequestError::Deadline {
+                elapsed_ms: began.elapsed().as_millis() as u64,
+                progress: progress(),
+            });
+        }
+        if folded {
+            let f = Fragment {
+                selector: spec.selectors[0].clone(),
+                start: s,
+                end: e,
+                step: spec.step,
+                per_step: spec.per_step,
+                group_by: spec.combine.clone().unwrap_or_else(|| ALL_PARTS.to_vec()),
+            };
+            let r = within(spec.deadline, began, &progress(), backend.aggregate(f)).await??;
+            note_cost(&mut answer, &r);
+            let by = spec.combine.as_deref().unwrap_or(&ALL_PARTS);
+            for g in r.groups {
+                out.entry(key_of(by, &g.key)).or_default().extend(g.points);
+            }
+        } else {
+            let per_series =
+                per_series_slice(backend, &spec, s - pre, e, &mut answer, began, &progress())
+                    .await?;
+            let f = spec.over_time;
+            let slice = Range::new(s, e, spec.step);
+            let values = match f {
+                None => ops::trim(per_series, slice),
+                Some(OverTime::Delta(d)) => ops::delta(&per_series, d, slice),
+                Some(OverTime::Moving { window_ms, agg }) => {
+                    ops::moving(&per_series, window_ms, agg, slice)
+                }
+                Some(OverTime::Integral) => {
+                    let mut v = ops::integral(&per_series, slice);
+                    for series in &mut v {
+                        let key = full_key(&series.key);
+                        let base = carry.get(&key).copied().unwrap_or(0.0);
+                        for p in &mut series.points {
+                            p.1 += base;
+                        }
+                        if let Some(last) = series.points.last() {
+                            carry.insert(key, last.1);
+                        }
+                    }
+                    v
+                }
+            };
+            fold(&mut out, values, spec.combine.as_deref());
+        }
+        if answer.samples > spec.max_samples {
+            return Err(RequestError::Limit {
+                what: "samples read",
+                found: answer.samples,
+                limit: spec.max_samples,
+                key: "max_samples",
+                hint: "narrow the matchers or the range, or use a step of 5m or 1h so rollups serve it",
+            });
+        }
+        done += (e - s + spec.step - 1) / spec.step;
+    }
+    answer.groups = out.into_iter().filter(|(_, p)| !p.is_empty()).collect();
+    Ok(answer)
+}
+
+/// Awaits `f` until the deadline; past it, says how far the work got.
+async fn within<T>(
+    deadline: Option<Instant>,
+    began: Instant,
+    progress: &str,
+    f: impl std::future::Future<Output = T>,
+) -> Result<T, RequestError> {
+    match deadline {
+        None => Ok(f.await),
+        Some(d) => tokio::time::timeout_at(d, f)
+            .await
+            .map_err(|_| RequestError::Deadline {
+                elapsed_ms: began.elapsed().as_millis() as u64,
+                progress: progress.to_string(),
+            }),
+    }
+}
+
+fn note_cost(answer: &mut Answer, r: &FragmentResult) {
+    answer.samples += r.samples;
+    if let Some(w) = r.rollup_ms {
+        answer.resolution_ms = answer.resolution_ms.max(w);
+    }
+}
+
+/// Step values of every selected series over `[t0, t1)`, one series each,
+/// deduplicated across matchers.
+async fn per_series_slice(
+    backend: &dyn Backend,
+    spec: &FragmentSpec,
+    t0: i64,
+    t1: i64,
+    answer: &mut Answer,
+    began: Instant,
+    progress: &str,
+) -> Result<Vec<query_lang::Series>, RequestError> {
+    // `t0` is on the step grid: the lookback is a whole number of steps.
+    let mut seen: BTreeMap<SeriesKey, Vec<(i64, f64)>> = BTreeMap::new();
+    for sel in &spec.selectors {
+        let f = Fragment {
+            selector: sel.clone(),
+            start: t0,
+            end: t1,
+            step: spec.step,
+            per_step: spec.per_step,
+            group_by: ALL_PARTS.to_vec(),
+        };
+        let r = within(spec.deadline, began, progress, backend.aggregate(f)).await??;
+        note_cost(answer, &r);
+        for g in r.groups {
+            let key = key_of(&ALL_PARTS, &g.key);
+            seen.entry(key)
+                .or_insert_with(|| g.points.iter().map(|(t, p)| (*t, p.sum)).collect());
+        }
+    }
+    Ok(seen
+        .into_iter()
+        .map(|(k, points)| query_lang::Series {
+            key: query_lang::SeriesKey::new(&k.service, &k.source, &k.metric),
+            points,
+        })
+        .collect())
+}
+
+/// Folds per-series values into groups (or keeps them apart).
+fn fold(
+    out: &mut BTreeMap<SeriesKey, Vec<(i64, Partial)>>,
+    values: Vec<query_lang::Series>,
+    combine: Option<&[KeyPart]>,
+) {
+    match combine {
+        None => {
+            for s in values {
+                out.entry(full_key(&s.key))
+                    .or_default()
+                    .extend(s.points.iter().map(|&(t, v)| (t, Partial::of(v, t))));
+            }
+        }
+        Some(by) => {
+            let mut slice: BTreeMap<SeriesKey, BTreeMap<i64, Partial>> = BTreeMap::new();
+            for s in values {
+                let cells = slice.entry(project(&full_key(&s.key), by)).or_default();
+                for &(t, v) in &s.points {
+                    cells
+                        .entry(t)
+                        .or_insert(Partial::EMPTY)
+                        .merge(&Partial::of(v, t));
+                }
+            }
+            for (k, cells) in slice {
+                out.entry(k).or_default().extend(cells);
+            }
+        }
+    }
+}
+
+/// The group key of `key` keeping only `by` (the other parts empty).
+fn project(key: &SeriesKey, by: &[KeyPart]) -> SeriesKey {
+    let keep = |p: KeyPart| {
+        if by.contains(&p) {
+            key.part(p).to_string()
+        } else {
+            String::new()
+        }
+    };
+    SeriesKey::new(
+        keep(KeyPart::Service),
+        keep(KeyPart::Source),
+        keep(KeyPart::Metric),
+    )
+}
+
+/// A group key from the engine's values of the `by` parts, in that order.
+fn key_of(by: &[KeyPart], values: &[String]) -> SeriesKey {
+    let mut k = SeriesKey::new("", "", "");
+    for (p, v) in by.iter().zip(values) {
+        let slot = match p {
+            KeyPart::Service => &mut k.service,
+            KeyPart::Source => &mut k.source,
+            KeyPart::Metric => &mut k.metric,
+        };
+        slot.clone_from(v);
+    }
+    k
+}
+
+fn full_key(k: &query_lang::SeriesKey) -> SeriesKey {
+    let part = |p: &Option<String>| p.clone().unwrap_or_default();
+    SeriesKey::new(part(&k.service), part(&k.source), part(&k.metric))
+}
