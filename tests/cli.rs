@@ -204,6 +204,81 @@ fn all_in_one_serves_every_service_and_drains_on_sigterm() {
         }
     });
 
+    // `aerie query` end to end: samples imported through the collector, read back
+    // through the federator as a table, as JSON, and a bad query's error.
+    let url_of = |name: &str| {
+        urls.iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, u)| u.clone())
+            .unwrap()
+    };
+    let (collector, federator) = (url_of("collector"), url_of("query-federator"));
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let t0 = now - now % 60 - 7200;
+    let body: String = (0..3)
+        .map(|i| {
+            format!(
+                "cli_total{{job=\"clitest\",instance=\"h1\"}} {} {}\n",
+                10 * (i + 1),
+                (t0 + 60 * i) * 1000
+            )
+        })
+        .collect();
+    rt.block_on(async {
+        let r = reqwest::Client::new()
+            .post(format!("{collector}/api/v1/import/prometheus"))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 204, "{}", r.text().await.unwrap());
+    });
+    let query = |extra: &[&str]| {
+        let (start, end) = ((t0 - 60).to_string(), (t0 + 180).to_string());
+        let mut args = vec![
+            "query",
+            "ts(clitest, *, cli_total)",
+            "--url",
+            &federator,
+            "--start",
+            &start,
+            "--end",
+            &end,
+            "--step",
+            "60s",
+        ];
+        args.extend_from_slice(extra);
+        aerie().args(&args).output().unwrap()
+    };
+    let out = query(&[]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{table}");
+    let rows: Vec<&str> = table.lines().collect();
+    assert_eq!(
+        rows,
+        (0..3)
+            .map(|i| format!("clitest h1 cli_total\t{}\t{}", t0 + 60 * i, 10 * (i + 1)))
+            .collect::<Vec<_>>(),
+        "{table}"
+    );
+    let out = query(&["--json"]);
+    assert!(out.status.success());
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["status"], "success");
+    assert_eq!(json["data"]["result"][0]["values"][2][1], "30");
+    let out = aerie()
+        .args(["query", "ts(clitest, *", "--url", &federator])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    // `line:column: what was expected`.
+    assert!(stderr.contains("query failed (bad_data): 1:"), "{stderr}");
+    assert!(stderr.contains("expected"), "{stderr}");
+
     let pid = nix::unistd::Pid::from_raw(running.0.id() as i32);
     nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
     let start = Instant::now();

@@ -218,8 +218,11 @@ pub fn push_figures() {
     let pusher = Pusher::new(
         router,
         PushConfig::default(),
-        512,
-        16,
+        crate::hygiene::Limits {
+            max_name_bytes: 512,
+            max_series_per_source: 100_000,
+            keep_rejected: 16,
+        },
         RejectStats::new(&stats),
         &stats,
     );

@@ -315,6 +315,18 @@ impl SourceGuard {
         must_be_finite: bool,
         stats: &RejectStats,
     ) -> Result<(), Reason> {
+        self.admit_detailed(metric, value, must_be_finite, stats)
+            .map_err(|r| r.reason)
+    }
+
+    /// [`SourceGuard::admit`], saying why in words too.
+    pub fn admit_detailed(
+        &mut self,
+        metric: &str,
+        value: f64,
+        must_be_finite: bool,
+        stats: &RejectStats,
+    ) -> Result<(), Rejection> {
         if must_be_finite && !value.is_finite() {
             let r = reject(
                 Reason::NonFinite,
@@ -334,7 +346,10 @@ impl SourceGuard {
             let r = reject(
                 Reason::SeriesLimit,
                 metric,
-                format_args!("the source already has {} series", self.known.len()),
+                format_args!(
+                    "the source already has {} series (hygiene.max_series_per_source)",
+                    self.known.len()
+                ),
             );
             return Err(self.record(metric, r, stats));
         }
@@ -342,7 +357,7 @@ impl SourceGuard {
         Ok(())
     }
 
-    fn record(&mut self, metric: &str, r: Rejection, stats: &RejectStats) -> Reason {
+    fn record(&mut self, metric: &str, r: Rejection, stats: &RejectStats) -> Rejection {
         stats.count(r.reason);
         self.round[r.reason.index()] += 1;
         if self.limits.keep_rejected > 0 {
@@ -352,11 +367,11 @@ impl SourceGuard {
             self.rejected.push_back(RejectedName {
                 metric: metric.chars().take(512).collect(),
                 reason: r.reason,
-                detail: r.detail,
+                detail: r.detail.clone(),
                 at_ms: crate::model::now_ms(),
             });
         }
-        r.reason
+        r
     }
 
     /// The last rejected names, oldest first.

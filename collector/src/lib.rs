@@ -302,8 +302,7 @@ impl Server {
         let pusher = Arc::new(push::Pusher::new(
             router.clone(),
             config.push.clone(),
-            config.hygiene.max_name_bytes,
-            config.hygiene.keep_rejected,
+            limits,
             scraper.reject_stats().clone(),
             &cstats,
         ));

@@ -19,7 +19,7 @@ use parking_lot::Mutex;
 use stats::{Counter, StatsReceiver};
 
 use crate::config::PushConfig;
-use crate::hygiene::{FnvMap, Reason, RejectStats, RejectedName, check_name};
+use crate::hygiene::{FnvMap, Limits, Reason, RejectStats, RejectedName, SourceGuard, check_name};
 use crate::model::{Fnv1a, Sample, Series, SeriesKey, fnv1a, now_ms, sample_count};
 use crate::parse::{ParseError, text};
 use crate::prompb;
@@ -133,12 +133,118 @@ impl PathStats {
 
 const LOCKS: usize = 64;
 
+/// The series limit of the push paths: per (service, source), the metrics pushed
+/// lately, at most `max_series_per_source` of them, as a scrape target's
+/// [`SourceGuard`]. A push path's generation is a minute: a metric not pushed for
+/// ten minutes stops counting, and so does a source.
+struct PushGuards {
+    limits: Limits,
+    shards: Vec<Mutex<Shard>>,
+}
+
+#[derive(Default)]
+struct Shard {
+    minute: i64,
+    /// Hash of (service, source) -> the sources with that hash.
+    sources: FnvMap<u64, Vec<PushSource>>,
+}
+
+struct PushSource {
+    service: Box<str>,
+    source: Box<str>,
+    /// The minute it was last pushed to.
+    last: i64,
+    guard: SourceGuard,
+}
+
+const SHARDS: usize = 16;
+/// Minutes a source without pushes is kept.
+const FORGET_SOURCE_MINUTES: i64 = 10;
+
+impl PushGuards {
+    fn new(limits: Limits) -> Self {
+        Self {
+            limits,
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard::default())).collect(),
+        }
+    }
+
+    /// Admits `metric` of (service, source), or says why not (counted in `stats`).
+    fn admit(
+        &self,
+        service: &str,
+        source: &str,
+        metric: &str,
+        value: f64,
+        must_be_finite: bool,
+        stats: &RejectStats,
+    ) -> Result<(), (Reason, String)> {
+        let mut h = Fnv1a::new();
+        h.write(service.as_bytes());
+        h.write(&[0xff]);
+        h.write(source.as_bytes());
+        let hash = h.finish();
+        let minute = now_ms().div_euclid(60_000);
+        let mut shard = self.shards[(hash >> 32) as usize % SHARDS].lock();
+        if shard.minute != minute {
+            shard.minute = minute;
+            shard.sources.retain(|_, v| {
+                v.retain(|s| minute - s.last <= FORGET_SOURCE_MINUTES);
+                !v.is_empty()
+            });
+        }
+        let limits = self.limits;
+        let same = shard.sources.entry(hash).or_default();
+        let at = match same
+            .iter()
+            .position(|s| *s.service == *service && *s.source == *source)
+        {
+            Some(at) => at,
+            None => {
+                same.push(PushSource {
+                    service: service.into(),
+                    source: source.into(),
+                    last: minute,
+                    guard: SourceGuard::new(limits),
+                });
+                same.len() - 1
+            }
+        };
+        let s = &mut same[at];
+        if s.last != minute {
+            s.last = minute;
+            s.guard.begin();
+        }
+        s.guard
+            .admit_detailed(metric, value, must_be_finite, stats)
+            .map_err(|r| (r.reason, r.detail))
+    }
+
+    /// How many series (service, source) counts against its limit.
+    #[cfg(test)]
+    fn series(&self, service: &str, source: &str) -> usize {
+        self.shards
+            .iter()
+            .flat_map(|s| {
+                s.lock()
+                    .sources
+                    .values()
+                    .flatten()
+                    .filter(|p| *p.service == *service && *p.source == *source)
+                    .map(|p| p.guard.series())
+                    .collect::<Vec<_>>()
+            })
+            .sum()
+    }
+}
+
 /// Ingests pushes; shared by the HTTP and gRPC handlers.
 pub struct Pusher {
     router: Arc<Router>,
     cfg: PushConfig,
     max_name_bytes: usize,
     rejects: RejectStats,
+    guards: PushGuards,
     slots: Mutex<HashMap<(String, i64), Slot>>,
     /// Serialises the write of one (service, interval) rollup, so that a stale sum
     /// never overtakes a newer one on its way to storage.
@@ -217,12 +323,12 @@ pub fn map_labels<'a>(
 }
 
 impl Pusher {
-    /// A pusher writing through `router`, its stats under `stats` (scoped `push/`).
+    /// A pusher writing through `router`, its stats under `stats` (scoped `push/`);
+    /// `limits` are hygiene's, the series limit applying per pushed (service, source).
     pub fn new(
         router: Arc<Router>,
         cfg: PushConfig,
-        max_name_bytes: usize,
-        keep_rejected: usize,
+        limits: Limits,
         rejects: RejectStats,
         stats: &StatsReceiver,
     ) -> Self {
@@ -230,15 +336,16 @@ impl Pusher {
         Self {
             router,
             cfg,
-            max_name_bytes,
+            max_name_bytes: limits.max_name_bytes,
             rejects,
+            guards: PushGuards::new(limits),
             slots: Mutex::new(HashMap::new()),
             locks: (0..LOCKS).map(|_| tokio::sync::Mutex::new(())).collect(),
             tasks: PathStats::new(&scope, "tasks"),
             remote_write: PathStats::new(&scope, "remote_write"),
             import: PathStats::new(&scope, "import"),
             recent: Mutex::new(std::collections::VecDeque::new()),
-            keep_rejected,
+            keep_rejected: limits.keep_rejected,
         }
     }
 
@@ -264,25 +371,6 @@ impl Pusher {
                 at_ms,
             });
         }
-    }
-
-    fn check(
-        &self,
-        metric: &str,
-        value: f64,
-        must_be_finite: bool,
-    ) -> Result<(), (Reason, String)> {
-        if must_be_finite && !value.is_finite() {
-            self.rejects.count(Reason::NonFinite);
-            return Err((
-                Reason::NonFinite,
-                format!("metric {metric:?} rejected: value {value} must be finite"),
-            ));
-        }
-        check_name(metric, self.max_name_bytes).map_err(|r| {
-            self.rejects.count(r.reason);
-            (r.reason, r.detail)
-        })
     }
 
     /// Stores one task's metrics of one interval, rolled up into the service's series.
@@ -342,7 +430,14 @@ impl Pusher {
                 self.rejects.count(Reason::NonFinite);
                 continue;
             }
-            match self.check(&m.metric, m.value, true) {
+            match self.guards.admit(
+                &task.service,
+                &self.cfg.source,
+                &m.metric,
+                m.value,
+                true,
+                &self.rejects,
+            ) {
                 Ok(()) => {
                     values.insert(m.metric.clone(), m.value);
                 }
@@ -430,7 +525,10 @@ impl Pusher {
                     continue;
                 }
             };
-            if let Err((reason, detail)) = self.check(&key.metric, 0.0, false) {
+            if let Err((reason, detail)) =
+                self.guards
+                    .admit(&key.service, &key.source, &key.metric, 0.0, false, &self.rejects)
+            {
                 outcome.rejections.push(PushRejection {
                     index: i as u32,
                     reason,
@@ -521,7 +619,10 @@ impl Pusher {
                     return;
                 }
             }
-            if let Err((reason, detail)) = self.check(&metric, s.value, false) {
+            if let Err((reason, detail)) =
+                self.guards
+                    .admit(service, source, &metric, s.value, false, &self.rejects)
+            {
                 outcome.rejections.push(PushRejection {
                     index: i,
                     reason,
@@ -609,5 +710,107 @@ mod tests {
             SeriesKey::new("j", "global", "m")
         );
         assert!(key("m 1\n").unwrap_err().contains("neither"));
+    }
+
+    fn limits(max_series_per_source: usize) -> Limits {
+        Limits {
+            max_name_bytes: 200,
+            max_series_per_source,
+            keep_rejected: 4,
+        }
+    }
+
+    #[test]
+    fn push_guards_limit_series_per_source() {
+        let stats = RejectStats::new(&StatsReceiver::new());
+        let g = PushGuards::new(limits(2));
+        let admit = |svc: &str, src: &str, m: &str| g.admit(svc, src, m, 1.0, false, &stats);
+        assert!(admit("web", "h1", "a").is_ok());
+        assert!(admit("web", "h1", "b").is_ok());
+        // Known metrics stay admitted; a third one is over the limit.
+        assert!(admit("web", "h1", "a").is_ok());
+        let (reason, detail) = admit("web", "h1", "c").unwrap_err();
+        assert_eq!(reason, Reason::SeriesLimit);
+        assert!(detail.contains("max_series_per_source"), "{detail}");
+        // Other sources, and the same source name of another service, have their own.
+        assert!(admit("web", "h2", "c").is_ok());
+        assert!(admit("api", "h1", "c").is_ok());
+        assert_eq!(g.series("web", "h1"), 2);
+        assert_eq!(stats.get(Reason::SeriesLimit), 1);
+        // Junk names are still junk.
+        assert_eq!(
+            admit("web", "h3", "[I@579b7698").unwrap_err().0,
+            Reason::JvmIdentity
+        );
+        assert_eq!(
+            g.admit("web", "h3", "x", f64::NAN, true, &stats).unwrap_err().0,
+            Reason::NonFinite
+        );
+    }
+
+    #[tokio::test]
+    async fn import_and_remote_write_enforce_the_series_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let sink = Arc::new(crate::sink::MemorySink::new("s1"));
+        let stats = StatsReceiver::new();
+        let router = Arc::new(
+            Router::new(
+                vec![sink.clone()],
+                &crate::config::RoutingConfig::default(),
+                dir.path(),
+                &stats,
+            )
+            .unwrap(),
+        );
+        let pusher = Pusher::new(
+            router,
+            PushConfig::default(),
+            limits(3),
+            RejectStats::new(&stats),
+            &stats,
+        );
+        let mut body = String::new();
+        for code in 0..5 {
+            body.push_str(&format!(
+                "req_total{{job=\"web\",instance=\"h1\",code=\"{code}\"}} 1 1700000000000\n"
+            ));
+        }
+        body.push_str("req_total{job=\"web\",instance=\"h2\",code=\"9\"} 1 1700000000000\n");
+        let out = pusher.import(&body).await.unwrap();
+        assert_eq!(out.accepted, 4);
+        let limited: Vec<u32> = out
+            .rejections
+            .iter()
+            .filter(|r| r.reason == Reason::SeriesLimit)
+            .map(|r| r.index)
+            .collect();
+        assert_eq!(limited, vec![3, 4]);
+        // remote_write counts against the same sources.
+        let req = prompb::WriteRequest {
+            timeseries: vec![prompb::TimeSeries {
+                labels: vec![
+                    prompb::Label {
+                        name: "__name__".into(),
+                        value: "other".into(),
+                    },
+                    prompb::Label {
+                        name: "instance".into(),
+                        value: "h1".into(),
+                    },
+                    prompb::Label {
+                        name: "job".into(),
+                        value: "web".into(),
+                    },
+                ],
+                samples: vec![prompb::Sample {
+                    value: 1.0,
+                    timestamp: 1_700_000_000_000,
+                }],
+            }],
+        };
+        let out = pusher.remote_write(req).await.unwrap();
+        assert_eq!(out.accepted, 0);
+        assert_eq!(out.rejections[0].reason, Reason::SeriesLimit);
+        assert_eq!(sink.keys().len(), 4);
     }
 }

@@ -406,10 +406,20 @@ impl Federator {
             let lo = zw.survey.0.saturating_sub(w.range.step - 1);
             let hi = zw.survey.1;
             async move {
-                let (total, epochs) = tokio::join!(
-                    self.series_total(z, w, lo, hi, deadline),
-                    z.epochs(&w.sf.selector.service, lo, hi, deadline)
-                );
+                // Epochs only key cached spans: without a cache nothing is immutable
+                // to the plan, and the round trip is saved.
+                let epochs = async {
+                    if self.cache.enabled() {
+                        z.epochs(&w.sf.selector.service, lo, hi, deadline).await
+                    } else {
+                        Ok(Epochs {
+                            epochs: Default::default(),
+                            mutable_after_ms: i64::MIN,
+                        })
+                    }
+                };
+                let (total, epochs) =
+                    tokio::join!(self.series_total(z, w, lo, hi, deadline), epochs);
                 (zw.clone(), total.and_then(|t| Ok((t, epochs?))))
             }
         });

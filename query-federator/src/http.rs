@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use proto::storage::IndexKind;
 use query_lang::{Range, Series, SeriesKey, Value};
+use serde::Serialize;
 use serde_json::{Value as Json, json};
 
 use crate::error::QueryError;
@@ -103,24 +104,42 @@ fn error(e: &QueryError) -> Response {
         .into_response()
 }
 
-fn success(data: Json, warnings: &[String], missing: &[Missing]) -> Response {
-    let mut body = json!({"status": "success", "data": data});
-    if !warnings.is_empty() {
-        body["warnings"] = json!(warnings);
+/// The success envelope, serialised straight from `data` (a matrix of many points
+/// is never built as a JSON tree first).
+fn success(data: impl Serialize, warnings: &[String], missing: &[Missing]) -> Response {
+    #[derive(Serialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Envelope<'a, D> {
+        status: &'static str,
+        data: D,
+        #[serde(skip_serializing_if = "<[String]>::is_empty")]
+        warnings: &'a [String],
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        partial: bool,
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        missing_zones: Vec<Json>,
     }
-    if !missing.is_empty() {
-        body["partial"] = json!(true);
-        body["missingZones"] = Json::Array(
-            missing
-                .iter()
-                .map(|m| {
-                    json!({"zone": m.zone, "reason": m.reason,
-                           "start": secs(m.range.0), "end": secs(m.range.1)})
-                })
-                .collect(),
-        );
+    let body = Envelope {
+        status: "success",
+        data,
+        warnings,
+        partial: !missing.is_empty(),
+        missing_zones: missing
+            .iter()
+            .map(|m| {
+                json!({"zone": m.zone, "reason": m.reason,
+                       "start": secs(m.range.0), "end": secs(m.range.1)})
+            })
+            .collect(),
+    };
+    match serde_json::to_vec(&body) {
+        Ok(bytes) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            bytes,
+        )
+            .into_response(),
+        Err(e) => error(&QueryError::Internal(format!("cannot encode the answer: {e}"))),
     }
-    axum::Json(body).into_response()
 }
 
 /// Unix seconds as a JSON number: an integer when whole.
@@ -134,14 +153,51 @@ pub fn secs(ms: i64) -> Json {
 
 /// A sample value as Prometheus writes it.
 pub fn value_text(v: f64) -> String {
+    let mut out = String::new();
+    write_value(v, &mut out);
+    out
+}
+
+/// [`value_text`] into `out` (cleared first).
+fn write_value(v: f64, out: &mut String) {
+    use std::fmt::Write;
+    out.clear();
     if v.is_nan() {
-        "NaN".into()
+        out.push_str("NaN");
     } else if v == f64::INFINITY {
-        "+Inf".into()
+        out.push_str("+Inf");
     } else if v == f64::NEG_INFINITY {
-        "-Inf".into()
+        out.push_str("-Inf");
     } else {
-        format!("{v}")
+        let _ = write!(out, "{v}");
+    }
+}
+
+/// A point `[t, "v"]` as Prometheus writes it, without a JSON tree.
+struct PointJson(i64, f64);
+
+impl Serialize for PointJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeTuple;
+        let mut t = s.serialize_tuple(2)?;
+        if self.0 % 1000 == 0 {
+            t.serialize_element(&(self.0 / 1000))?;
+        } else {
+            t.serialize_element(&(self.0 as f64 / 1000.0))?;
+        }
+        let mut text = String::with_capacity(24);
+        write_value(self.1, &mut text);
+        t.serialize_element(&text)?;
+        t.end()
+    }
+}
+
+/// The points of a series.
+struct PointsJson<'a>(&'a [(i64, f64)]);
+
+impl Serialize for PointsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&(t, v)| PointJson(t, v)))
     }
 }
 
@@ -159,22 +215,56 @@ fn metric(k: &SeriesKey) -> Json {
     Json::Object(m)
 }
 
-fn matrix(a: &Answer, range: Range) -> Json {
-    let series: Vec<Json> = match &a.value {
-        Value::Series(set) => set.iter().map(series_json).collect(),
-        Value::Scalar(x) => vec![json!({
-            "metric": {},
-            "values": range.times().map(|t| json!([secs(t), value_text(*x)])).collect::<Vec<_>>(),
-        })],
-    };
-    json!({"resultType": "matrix", "result": series})
+/// A range answer, `{"resultType":"matrix","result":[...]}`.
+struct MatrixJson<'a> {
+    answer: &'a Answer,
+    range: Range,
 }
 
-fn series_json(s: &Series) -> Json {
-    json!({
-        "metric": metric(&s.key),
-        "values": s.points.iter().map(|(t, v)| json!([secs(*t), value_text(*v)])).collect::<Vec<_>>(),
-    })
+impl Serialize for MatrixJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        #[derive(Serialize)]
+        struct One<'a> {
+            metric: Json,
+            values: PointsJson<'a>,
+        }
+        let mut m = s.serialize_map(Some(2))?;
+        m.serialize_entry("resultType", "matrix")?;
+        match &self.answer.value {
+            Value::Series(set) => m.serialize_entry(
+                "result",
+                &SeqJson(set.iter().map(|x| One {
+                    metric: metric(&x.key),
+                    values: PointsJson(&x.points),
+                })),
+            )?,
+            Value::Scalar(x) => {
+                let points: Vec<(i64, f64)> = self.range.times().map(|t| (t, *x)).collect();
+                m.serialize_entry(
+                    "result",
+                    &[One {
+                        metric: json!({}),
+                        values: PointsJson(&points),
+                    }],
+                )?
+            }
+        }
+        m.end()
+    }
+}
+
+/// A sequence serialised from an iterator (cloned, so it can be walked once more).
+struct SeqJson<I>(I);
+
+impl<I> Serialize for SeqJson<I>
+where
+    I: Iterator + Clone,
+    I::Item: Serialize,
+{
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.clone())
+    }
 }
 
 async fn query_range(State(fed): State<Arc<Federator>>, Query(url): Url, body: Body) -> Response {
@@ -186,7 +276,14 @@ async fn query_range(State(fed): State<Arc<Federator>>, Query(url): Url, body: B
                 Err(e) => return error(&e),
             };
             match fed.query(text, range, deadline).await {
-                Ok(a) => success(matrix(&a, range), &a.warnings, &a.missing),
+                Ok(a) => success(
+                    MatrixJson {
+                        answer: &a,
+                        range,
+                    },
+                    &a.warnings,
+                    &a.missing,
+                ),
                 Err(e) => error(&e),
             }
         }

@@ -19,6 +19,9 @@ pub enum Error {
         searched: String,
     },
 
+    #[error("cannot provide the aerie binary: {reason}")]
+    Build { reason: String },
+
     #[error("could not pick a free loopback port: {0}")]
     PickPort(#[source] io::Error),
 

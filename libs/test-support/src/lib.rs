@@ -5,12 +5,14 @@
 //! Starting is blocking (a few milliseconds for memcached, about a second for
 //! ZooKeeper), so it works from plain `#[test]`s and `#[tokio::test]`s alike.
 
+mod aerie;
 mod error;
 mod memcached;
 mod net;
 mod process;
 mod zookeeper;
 
+pub use aerie::{aerie_binary, cpu_seconds};
 pub use error::Error;
 pub use memcached::Memcached;
 pub use net::{pick_port, wait_for_port};

@@ -51,26 +51,6 @@ fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
     bail!("{what} did not listen on port {port}")
 }
 
-/// The `aerie` binary next to this one, built if missing.
-fn aerie_binary() -> anyhow::Result<PathBuf> {
-    let me = std::env::current_exe()?;
-    let dir = me.parent().context("no directory of the bench binary")?;
-    let bin = dir.join("aerie");
-    if !bin.exists() {
-        eprintln!("building the aerie binary (cargo build --release --bin aerie)");
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let ok = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args(["build", "--release", "--bin", "aerie"])
-            .current_dir(root)
-            .status()?
-            .success();
-        if !ok || !bin.exists() {
-            bail!("cannot build {}", bin.display());
-        }
-    }
-    Ok(bin)
-}
-
 fn memcached(port: u16) -> anyhow::Result<Proc> {
     let child = Command::new("memcached")
         .args([
@@ -363,7 +343,7 @@ async fn main() -> anyhow::Result<()> {
             ..Default::default()
         })?;
     }
-    let bin = aerie_binary()?;
+    let bin = test_support::aerie_binary(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))?;
     let data = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
     let (http_port, grpc_port, mc_port) = (free_port()?, free_port()?, free_port()?);
     let _storage = Proc(
