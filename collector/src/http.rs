@@ -218,8 +218,11 @@ async fn import(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> 
         Ok(b) => b,
         Err(r) => return *r,
     };
-    let text = match parse::maybe_gunzip(&body, api.max_decoded_bytes)
-        .and_then(|b| parse::utf8(&b).map(str::to_owned))
+    let decoded = parse::maybe_gunzip(&body, api.max_decoded_bytes);
+    let text = match decoded
+        .as_deref()
+        .map_err(Clone::clone)
+        .and_then(parse::utf8)
     {
         Ok(t) => t,
         Err(e) => {
@@ -232,7 +235,7 @@ async fn import(State(api): State<Api>, body: Result<Bytes, BytesRejection>) -> 
             return error(status, format!("import body rejected: {e}"));
         }
     };
-    match api.pusher.import(&text).await {
+    match api.pusher.import(text).await {
         Ok(o) => outcome(o, "sample"),
         Err(ImportOrPush::Parse(e)) => {
             api.bad.not_text.incr();

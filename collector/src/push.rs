@@ -525,10 +525,14 @@ impl Pusher {
                     continue;
                 }
             };
-            if let Err((reason, detail)) =
-                self.guards
-                    .admit(&key.service, &key.source, &key.metric, 0.0, false, &self.rejects)
-            {
+            if let Err((reason, detail)) = self.guards.admit(
+                &key.service,
+                &key.source,
+                &key.metric,
+                0.0,
+                false,
+                &self.rejects,
+            ) {
                 outcome.rejections.push(PushRejection {
                     index: i as u32,
                     reason,
@@ -573,9 +577,33 @@ impl Pusher {
         let mut labels = Vec::new();
         let mut metric = String::new();
         let mut index = 0u32;
+        // The series of the last stored line, as written, and its position: a backfill
+        // writes one series' samples in a row, and those skip the key work.
+        let mut last: Option<(&str, usize)> = None;
         text::parse(body, false, |s| {
             let i = index;
             index += 1;
+            if let Some((series, at)) = last
+                && series == s.series
+            {
+                if s.must_be_finite() && !s.value.is_finite() {
+                    self.rejects.count(Reason::NonFinite);
+                    outcome.rejections.push(PushRejection {
+                        index: i,
+                        reason: Reason::NonFinite,
+                        detail: format!(
+                            "metric {:?} rejected: value {} must be finite",
+                            batch[at].key.metric, s.value
+                        ),
+                    });
+                } else {
+                    batch[at].samples.push(Sample {
+                        timestamp_ms: s.timestamp_ms.unwrap_or(now),
+                        value: s.value,
+                    });
+                }
+                return;
+            }
             labels.clear();
             labels.extend_from_slice(s.labels);
             let (service, source) = match map_labels(s.name, &mut labels, &mut metric) {
@@ -616,6 +644,7 @@ impl Pusher {
                 let k = &batch[at].key;
                 if k.metric == metric && k.source == source && k.service == service {
                     batch[at].samples.push(sample);
+                    last = Some((s.series, at));
                     return;
                 }
             }
@@ -631,6 +660,7 @@ impl Pusher {
                 return;
             }
             seen.insert(hash, batch.len());
+            last = Some((s.series, batch.len()));
             batch.push(Series {
                 key: SeriesKey::new(service, source, metric.as_str()),
                 samples: vec![sample],
@@ -743,7 +773,9 @@ mod tests {
             Reason::JvmIdentity
         );
         assert_eq!(
-            g.admit("web", "h3", "x", f64::NAN, true, &stats).unwrap_err().0,
+            g.admit("web", "h3", "x", f64::NAN, true, &stats)
+                .unwrap_err()
+                .0,
             Reason::NonFinite
         );
     }

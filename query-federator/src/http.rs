@@ -13,7 +13,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use proto::storage::IndexKind;
-use query_lang::{Range, Series, SeriesKey, Value};
+use query_lang::{Range, SeriesKey, Value};
 use serde::Serialize;
 use serde_json::{Value as Json, json};
 
@@ -138,7 +138,9 @@ fn success(data: impl Serialize, warnings: &[String], missing: &[Missing]) -> Re
             bytes,
         )
             .into_response(),
-        Err(e) => error(&QueryError::Internal(format!("cannot encode the answer: {e}"))),
+        Err(e) => error(&QueryError::Internal(format!(
+            "cannot encode the answer: {e}"
+        ))),
     }
 }
 
@@ -276,14 +278,7 @@ async fn query_range(State(fed): State<Arc<Federator>>, Query(url): Url, body: B
                 Err(e) => return error(&e),
             };
             match fed.query(text, range, deadline).await {
-                Ok(a) => success(
-                    MatrixJson {
-                        answer: &a,
-                        range,
-                    },
-                    &a.warnings,
-                    &a.missing,
-                ),
+                Ok(a) => success(MatrixJson { answer: &a, range }, &a.warnings, &a.missing),
                 Err(e) => error(&e),
             }
         }

@@ -54,6 +54,9 @@ pub struct TextSample<'a, 'b> {
     pub name: &'a str,
     /// Its labels in the order written.
     pub labels: &'b [Label<'a>],
+    /// The series as written: the name and the label set, up to the blank before the
+    /// value. Consecutive samples of one series written alike have equal texts.
+    pub series: &'a str,
     /// Its value.
     pub value: f64,
     /// Its timestamp in Unix ms, if the line had one.
@@ -130,6 +133,58 @@ struct Cursor<'a> {
 }
 
 impl<'a> Cursor<'a> {
+    /// After a sample's series and the `blanks` that followed it: its value and
+    /// timestamp, up to the end of the line.
+    fn value_and_timestamp(
+        &mut self,
+        name: &str,
+        blanks: usize,
+        openmetrics: bool,
+    ) -> Result<(f64, Option<i64>), ParseError> {
+        if blanks == 0 {
+            return Err(if self.at_eol() {
+                self.err(self.pos, format!("expected a value after \"{name}\""))
+            } else {
+                self.err(
+                    self.pos,
+                    format!(
+                        "expected a space before the value, found {}",
+                        show(self.b[self.pos])
+                    ),
+                )
+            });
+        }
+        let at = self.pos;
+        let vt = self.token();
+        if vt.is_empty() {
+            return Err(self.err(at, "expected a value"));
+        }
+        let value =
+            parse_value(vt).ok_or_else(|| self.err(at, format!("invalid value \"{vt}\"")))?;
+        let mut timestamp_ms = None;
+        if self.skip_blanks() > 0 && !self.at_eol() && self.peek() != Some(b'#') {
+            let at = self.pos;
+            let tt = self.token();
+            timestamp_ms = Some(
+                if openmetrics {
+                    parse_seconds(tt)
+                } else {
+                    tt.parse::<i64>().ok()
+                }
+                .ok_or_else(|| self.err(at, format!("invalid timestamp \"{tt}\"")))?,
+            );
+            self.skip_blanks();
+        }
+        if self.peek() == Some(b'#') && openmetrics {
+            // An exemplar; not stored.
+            self.rest_of_line();
+        }
+        if !self.at_eol() {
+            return Err(self.err(self.pos, "unexpected text after the sample"));
+        }
+        Ok((value, timestamp_ms))
+    }
+
     fn err(&self, at: usize, message: impl Into<String>) -> ParseError {
         ParseError::Text {
             line: self.line,
@@ -303,6 +358,7 @@ pub fn parse<'a>(
         line_start: 0,
     };
     let mut labels: Vec<Label<'a>> = Vec::with_capacity(8);
+    let (mut prev_name, mut prev_series): (&'a str, &'a str) = ("", "");
     let mut fam: &'a str = "";
     let mut fam_type = MetricType::Untyped;
     let mut count = 0usize;
@@ -366,10 +422,32 @@ pub fn parse<'a>(
                     }
                 }
             }
+            // The series of the line before, written the same way (a backfill writes
+            // one series' samples in a row): its name and labels stand.
+            _ if !prev_series.is_empty()
+                && c.b[c.pos..].starts_with(prev_series.as_bytes())
+                && matches!(c.b.get(c.pos + prev_series.len()), Some(b' ' | b'\t')) =>
+            {
+                c.pos += prev_series.len();
+                let blanks = c.skip_blanks();
+                let (value, timestamp_ms) =
+                    c.value_and_timestamp(prev_name, blanks, openmetrics)?;
+                f(&mut TextSample {
+                    name: prev_name,
+                    labels: &labels,
+                    series: prev_series,
+                    value,
+                    timestamp_ms,
+                    kind: family_type(prev_name, fam, fam_type),
+                });
+                count += 1;
+            }
             _ => {
+                let series_begin = c.pos;
                 let name = c.name("metric name", true)?;
                 labels.clear();
                 let mut blanks = c.skip_blanks();
+                let mut series_end = series_begin + name.len();
                 if c.peek() == Some(b'{') {
                     c.pos += 1;
                     loop {
@@ -417,57 +495,20 @@ pub fn parse<'a>(
                             }
                         }
                     }
+                    series_end = c.pos;
                     blanks = c.skip_blanks();
                 }
-                if blanks == 0 {
-                    return Err(if c.at_eol() {
-                        c.err(c.pos, format!("expected a value after \"{name}\""))
-                    } else {
-                        c.err(
-                            c.pos,
-                            format!(
-                                "expected a space before the value, found {}",
-                                show(c.b[c.pos])
-                            ),
-                        )
-                    });
-                }
-                let at = c.pos;
-                let vt = c.token();
-                if vt.is_empty() {
-                    return Err(c.err(at, "expected a value"));
-                }
-                let value =
-                    parse_value(vt).ok_or_else(|| c.err(at, format!("invalid value \"{vt}\"")))?;
-                let mut timestamp_ms = None;
-                if c.skip_blanks() > 0 && !c.at_eol() && c.peek() != Some(b'#') {
-                    let at = c.pos;
-                    let tt = c.token();
-                    timestamp_ms = Some(
-                        if openmetrics {
-                            parse_seconds(tt)
-                        } else {
-                            tt.parse::<i64>().ok()
-                        }
-                        .ok_or_else(|| c.err(at, format!("invalid timestamp \"{tt}\"")))?,
-                    );
-                    c.skip_blanks();
-                }
-                if c.peek() == Some(b'#') && openmetrics {
-                    // An exemplar; not stored.
-                    c.rest_of_line();
-                }
-                if !c.at_eol() {
-                    return Err(c.err(c.pos, "unexpected text after the sample"));
-                }
-                let kind = family_type(name, fam, fam_type);
+                let series = &c.s[series_begin..series_end];
+                let (value, timestamp_ms) = c.value_and_timestamp(name, blanks, openmetrics)?;
                 f(&mut TextSample {
                     name,
                     labels: &labels,
+                    series,
                     value,
                     timestamp_ms,
-                    kind,
+                    kind: family_type(name, fam, fam_type),
                 });
+                (prev_name, prev_series) = (name, series);
                 count += 1;
             }
         }
@@ -586,6 +627,39 @@ mod tests {
         assert_eq!(got, vec![("a_total".into(), 1.0, Some(1_700_000_000_500))]);
         assert!(err("a 1\n", true).contains("missing # EOF"));
         assert!(err("a 1\n# EOF\nb 2\n", true).contains("line 3, column 1: content after # EOF"));
+    }
+
+    #[test]
+    fn repeated_series_lines_parse_like_any_other() {
+        let text = "a{x=\"1\",y=\"q\\\"\"} 1 1000\n\
+                    a{x=\"1\",y=\"q\\\"\"}\t2 2000\n\
+                    a{x=\"1\",y=\"q\\\"\"}  3\n\
+                    a 4\n\
+                    a 5 5000\n\
+                    ab 6\n\
+                    a{x=\"1\"} 7\n";
+        let got = collect(text, false).unwrap();
+        let q = "a{x=\"1\",y=\"q\\\"\"}";
+        assert_eq!(
+            got,
+            vec![
+                (q.to_owned(), 1.0, Some(1000)),
+                (q.to_owned(), 2.0, Some(2000)),
+                (q.to_owned(), 3.0, None),
+                ("a".to_owned(), 4.0, None),
+                ("a".to_owned(), 5.0, Some(5000)),
+                ("ab".to_owned(), 6.0, None),
+                ("a{x=\"1\"}".to_owned(), 7.0, None),
+            ]
+        );
+        let mut series = Vec::new();
+        parse(text, false, |s| series.push(s.series)).unwrap();
+        assert_eq!(series[0], series[1]);
+        assert_eq!(series[3], "a");
+        // A repeated series still needs its blank, value and a clean end of line.
+        assert!(err("a{x=\"1\"} 1\na{x=\"1\"}2\n", false).contains("line 2"));
+        assert!(err("a 1\na x\n", false).contains("invalid value"));
+        assert!(err("a 1\na 1 2 3\n", false).contains("line 2"));
     }
 
     #[test]

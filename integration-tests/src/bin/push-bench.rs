@@ -196,7 +196,9 @@ async fn main() -> anyhow::Result<()> {
     let a = args()?;
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let bin = test_support::aerie_binary(&root)?;
-    let data = tempfile::Builder::new().prefix("aerie-push-bench-").tempdir()?;
+    let data = tempfile::Builder::new()
+        .prefix("aerie-push-bench-")
+        .tempdir()?;
     let port = || test_support::pick_port().context("no free port");
     let (s_http, s_grpc, c_http, c_grpc) = (port()?, port()?, port()?, port()?);
     let common = |what: &str| {

@@ -30,7 +30,10 @@ pub fn aerie_binary(workspace: &Path) -> Result<PathBuf, Error> {
             })?;
         if !status.success() || !bin.exists() {
             return Err(Error::Build {
-                reason: format!("cargo build exited with {status}; {} missing", bin.display()),
+                reason: format!(
+                    "cargo build exited with {status}; {} missing",
+                    bin.display()
+                ),
             });
         }
     }

@@ -405,25 +405,46 @@ impl Engine {
             st.main_rows.clear();
             st.bf_rows.clear();
             let generation = st.wal_gen;
+            // Rows of one series usually come in a run sharing the key's strings: the
+            // names are checked and interned once per run (same memory, same key).
+            type KeyAt = [(*const u8, usize); 3];
+            let mut last: Option<(KeyAt, std::result::Result<SeriesId, RejectReason>)> = None;
             for (i, r) in rows.iter().enumerate() {
-                let reason = if r.ts < too_old {
+                let time = if r.ts < too_old {
                     Some(RejectReason::BeyondRetention)
                 } else if r.ts > too_new {
                     Some(RejectReason::TooFarInFuture)
-                } else if !validate_name(r.service)
-                    || !validate_name(r.source)
-                    || !validate_name(r.metric)
-                    || r.source == ALL_SOURCES
-                {
-                    Some(RejectReason::InvalidName)
                 } else {
                     None
                 };
-                if let Some(reason) = reason {
+                if let Some(reason) = time {
                     report.rejected.push(Rejection { index: i, reason });
                     continue;
                 }
-                let (sid, _) = st.index.intern(r.service, r.source, r.metric);
+                let at: KeyAt = [r.service, r.source, r.metric].map(|p| (p.as_ptr(), p.len()));
+                let series = match last {
+                    Some((key, series)) if key == at => series,
+                    _ => {
+                        let series = if !validate_name(r.service)
+                            || !validate_name(r.source)
+                            || !validate_name(r.metric)
+                            || r.source == ALL_SOURCES
+                        {
+                            Err(RejectReason::InvalidName)
+                        } else {
+                            Ok(st.index.intern(r.service, r.source, r.metric).0)
+                        };
+                        last = Some((at, series));
+                        series
+                    }
+                };
+                let sid = match series {
+                    Ok(sid) => sid,
+                    Err(reason) => {
+                        report.rejected.push(Rejection { index: i, reason });
+                        continue;
+                    }
+                };
                 if st.index.wal_gen[sid as usize] != generation {
                     st.index.wal_gen[sid as usize] = generation;
                     st.rec.series(sid, r.service, r.source, r.metric);
