@@ -27,6 +27,8 @@
 //! half-open `[start_ms, end_ms)` unless a field says otherwise. Field numbers
 //! never change meaning; a breaking change is a new `v2` package.
 
+pub mod codec;
+
 /// The generated packages, nested as their protobuf package names.
 pub mod aerie {
     /// `aerie.common.v1`.

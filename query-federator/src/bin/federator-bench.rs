@@ -88,12 +88,15 @@ fn flush_memcached(port: u16) -> anyhow::Result<()> {
 struct Args {
     series: usize,
     days: i64,
+    /// Runs of the single-series query per cache setting (more for profiling).
+    single_runs: usize,
 }
 
 fn args() -> anyhow::Result<Args> {
     let mut a = Args {
         series: 10_000,
         days: 7,
+        single_runs: 500,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -101,7 +104,8 @@ fn args() -> anyhow::Result<Args> {
         match flag.as_str() {
             "--series" => a.series = v.parse()?,
             "--days" => a.days = v.parse()?,
-            _ => bail!("unknown flag {flag}; flags: --series N --days D"),
+            "--single-runs" => a.single_runs = v.parse()?,
+            _ => bail!("unknown flag {flag}; flags: --series N --days D --single-runs R"),
         }
     }
     Ok(a)
@@ -210,7 +214,7 @@ async fn storage_alone(grpc: &str, start: i64, end: i64) -> anyhow::Result<()> {
     let mut index = Vec::new();
     let mut epochs = Vec::new();
     let mut frag5 = Vec::new();
-    for _ in 0..5 {
+    for _ in 0..200 {
         let t = Instant::now();
         c.index(api::IndexRequest {
             kind: api::IndexKind::Series as i32,
@@ -249,10 +253,40 @@ async fn storage_alone(grpc: &str, start: i64, end: i64) -> anyhow::Result<()> {
         while s.message().await?.is_some() {}
         frag5.push(t.elapsed());
     }
+    // One series, the last day, raw: what the single-series query asks storage.
+    let one = pb::Matcher {
+        source: Some(pb::Pattern {
+            kind: Some(pb::pattern::Kind::Exact("h00042".into())),
+        }),
+        ..matcher.clone()
+    };
+    let mut single = Vec::new();
+    for _ in 0..200 {
+        let t = Instant::now();
+        let mut s = c
+            .execute_fragment(api::ExecuteFragmentRequest {
+                matchers: vec![one.clone()],
+                range: Some(pb::TimeRange {
+                    start_ms: end - DAY,
+                    end_ms: end,
+                }),
+                step_ms: MIN,
+                step_aggregator: pb::Aggregator::Last as i32,
+                over_time: None,
+                cross_series: None,
+                max_series: 0,
+                max_samples: 0,
+            })
+            .await?
+            .into_inner();
+        while s.message().await?.is_some() {}
+        single.push(t.elapsed());
+    }
     println!(
-        "storage alone: Index total p50 {:.2} ms, Epochs p50 {:.2} ms, ExecuteFragment sum 7d at 5m p50 {:.1} ms",
+        "storage alone: Index total p50 {:.3} ms, Epochs p50 {:.3} ms, ExecuteFragment one series 1 day raw p50 {:.3} ms, sum 7d at 5m p50 {:.1} ms",
         ms(pct(&mut index, 0.5)),
         ms(pct(&mut epochs, 0.5)),
+        ms(pct(&mut single, 0.5)),
         ms(pct(&mut frag5, 0.5)),
     );
     Ok(())
@@ -392,7 +426,7 @@ async fn main() -> anyhow::Result<()> {
         }
         let mut lat = Vec::new();
         let mut pts = 0;
-        for _ in 0..500 {
+        for _ in 0..a.single_runs {
             let (d, p) = run(&http, &fed, one, end - DAY, end, MIN).await?;
             lat.push(d);
             pts = p;
