@@ -2,8 +2,10 @@
 //! named, all-in-one serves every service's admin endpoints and drains on SIGTERM.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
+use test_support::KillOnDrop;
 
 fn aerie() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_aerie"));
@@ -107,15 +109,6 @@ fn config_prints_the_effective_configuration() {
     assert!(text.contains("request_timeout = \"5s\""), "{text}");
 }
 
-/// Kills the child if a test fails before it stopped it.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[test]
 fn all_in_one_serves_every_service_and_drains_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
@@ -143,7 +136,7 @@ fn all_in_one_serves_every_service_and_drains_on_sigterm() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut running = Running(child);
+    let mut running = KillOnDrop(child);
     let stdout = running.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
 

@@ -5,24 +5,17 @@
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
+use test_support::KillOnDrop;
 
 use service_kit::{Common, ServerConfig, Shutdown};
 
 const TARGETS: usize = 12;
 
-/// Kills the child if the test fails before it did.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `aerie collector` with `config`; returns it and its HTTP URL.
-fn collector(config: &Path, id: &str) -> (Running, String) {
+fn collector(config: &Path, id: &str) -> (KillOnDrop, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aerie"));
     for (k, _) in std::env::vars() {
         if k.starts_with("AERIE_") {
@@ -36,7 +29,7 @@ fn collector(config: &Path, id: &str) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut running = Running(child);
+    let mut running = KillOnDrop(child);
     let stdout = running.0.stdout.take().unwrap();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();

@@ -5,25 +5,18 @@
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::Duration;
+use test_support::KillOnDrop;
 
 use proto::common as pb;
 use proto::storage::{self as api, storage_client::StorageClient};
 
 const MIN: i64 = 60_000;
 
-/// Kills the child if the test fails before it did.
-struct Running(Child);
-impl Drop for Running {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Starts `aerie storage` on picked loopback ports; returns it and its gRPC URL.
-fn start(data: &Path) -> (Running, String) {
+fn start(data: &Path) -> (KillOnDrop, String) {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_aerie"));
     for (k, _) in std::env::vars() {
         if k.starts_with("AERIE_") {
@@ -46,7 +39,7 @@ fn start(data: &Path) -> (Running, String) {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut running = Running(child);
+    let mut running = KillOnDrop(child);
     let stdout = running.0.stdout.take().unwrap();
     for line in BufReader::new(stdout).lines() {
         let line = line.unwrap();

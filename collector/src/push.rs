@@ -587,15 +587,8 @@ impl Pusher {
                 && series == s.series
             {
                 if s.must_be_finite() && !s.value.is_finite() {
-                    self.rejects.count(Reason::NonFinite);
-                    outcome.rejections.push(PushRejection {
-                        index: i,
-                        reason: Reason::NonFinite,
-                        detail: format!(
-                            "metric {:?} rejected: value {} must be finite",
-                            batch[at].key.metric, s.value
-                        ),
-                    });
+                    let r = self.non_finite(i, &batch[at].key.metric, s.value);
+                    outcome.rejections.push(r);
                 } else {
                     batch[at].samples.push(Sample {
                         timestamp_ms: s.timestamp_ms.unwrap_or(now),
@@ -619,15 +612,9 @@ impl Pusher {
                 }
             };
             if s.must_be_finite() && !s.value.is_finite() {
-                self.rejects.count(Reason::NonFinite);
-                outcome.rejections.push(PushRejection {
-                    index: i,
-                    reason: Reason::NonFinite,
-                    detail: format!(
-                        "metric {metric:?} rejected: value {} must be finite",
-                        s.value
-                    ),
-                });
+                outcome
+                    .rejections
+                    .push(self.non_finite(i, &metric, s.value));
                 return;
             }
             let sample = Sample {
@@ -674,6 +661,16 @@ impl Pusher {
             source: e,
         })?;
         Ok((batch, outcome))
+    }
+
+    /// Counts and describes an import line whose value must be finite but is not.
+    fn non_finite(&self, index: u32, metric: &str, value: f64) -> PushRejection {
+        self.rejects.count(Reason::NonFinite);
+        PushRejection {
+            index,
+            reason: Reason::NonFinite,
+            detail: format!("metric {metric:?} rejected: value {value} must be finite"),
+        }
     }
 
     async fn finish(

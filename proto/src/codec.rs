@@ -2,9 +2,10 @@
 //! message into a contiguous scratch buffer and handing it to tonic in one copy.
 //!
 //! prost writes a message field by field, often a byte at a time. Into tonic's
-//! `EncodeBuf` every such write is a bounds-checked, out-of-line call, which made
-//! encoding a 1,440-cell fragment answer cost about a millisecond; into a `Vec` the
-//! same writes inline. Decoding reads from one contiguous slice for the same reason.
+//! `EncodeBuf` every such write is an out-of-line call with its own capacity check
+//! (about a third of storage's CPU answering one-series fragments, and much of the
+//! collector's encoding of Write batches); into a `Vec` the same writes inline.
+//! Decoding reads from one contiguous slice for the same reason.
 
 use std::cell::RefCell;
 use std::marker::PhantomData;

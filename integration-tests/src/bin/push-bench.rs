@@ -7,9 +7,11 @@
 //! `cargo run --release -p integration-tests --bin push-bench [-- --samples N --concurrency C]`
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use test_support::KillOnDrop;
 
 use anyhow::{Context, bail};
 use collector::prompb;
@@ -17,16 +19,6 @@ use collector::prompb;
 /// Series per body and timestamps per series: 100,000 samples a body.
 const SERIES: usize = 2000;
 const STEPS: usize = 50;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 struct Args {
     samples: usize,
@@ -68,8 +60,8 @@ async fn wait_ready(http: u16, what: &str) -> anyhow::Result<()> {
     bail!("{what} was not ready on port {http} within a minute")
 }
 
-fn spawn(bin: &Path, args: &[String], what: &str) -> anyhow::Result<Proc> {
-    Ok(Proc(
+fn spawn(bin: &Path, args: &[String], what: &str) -> anyhow::Result<KillOnDrop> {
+    Ok(KillOnDrop(
         Command::new(bin)
             .args(args)
             .env("AERIE_LOG__LEVEL", "warn")

@@ -1,8 +1,9 @@
-//! The `aerie` executable for benches that run services as separate processes (found
-//! next to the running binary, built when missing), and the CPU time a process used.
+//! The `aerie` executable for tests and benches that run services as separate
+//! processes (found next to the running binary, built when missing), a guard that
+//! kills such a process, and the CPU time a process used.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command};
 
 use crate::Error;
 
@@ -38,6 +39,18 @@ pub fn aerie_binary(workspace: &Path) -> Result<PathBuf, Error> {
         }
     }
     Ok(bin)
+}
+
+/// A child process killed and reaped when dropped, so a failing test or bench never
+/// leaves it running.
+#[derive(Debug)]
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// User plus system CPU seconds process `pid` has used so far (Linux `/proc`).

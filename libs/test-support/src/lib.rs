@@ -12,7 +12,7 @@ mod net;
 mod process;
 mod zookeeper;
 
-pub use aerie::{aerie_binary, cpu_seconds};
+pub use aerie::{KillOnDrop, aerie_binary, cpu_seconds};
 pub use error::Error;
 pub use memcached::Memcached;
 pub use net::{pick_port, wait_for_port};

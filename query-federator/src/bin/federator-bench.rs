@@ -13,8 +13,10 @@
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
+
 use std::time::{Duration, Instant};
+use test_support::KillOnDrop;
 
 use anyhow::{Context, bail};
 use proto::common as pb;
@@ -24,16 +26,6 @@ use service_kit::{Common, ServerConfig, Shutdown};
 
 const MIN: i64 = 60_000;
 const DAY: i64 = 86_400_000;
-
-/// A child process killed when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -51,7 +43,7 @@ fn wait_port(port: u16, what: &str) -> anyhow::Result<()> {
     bail!("{what} did not listen on port {port}")
 }
 
-fn memcached(port: u16) -> anyhow::Result<Proc> {
+fn memcached(port: u16) -> anyhow::Result<KillOnDrop> {
     let child = Command::new("memcached")
         .args([
             "-l",
@@ -69,7 +61,7 @@ fn memcached(port: u16) -> anyhow::Result<Proc> {
         .stderr(Stdio::null())
         .spawn()
         .context("cannot start memcached (apt-get install memcached)")?;
-    let p = Proc(child);
+    let p = KillOnDrop(child);
     wait_port(port, "memcached")?;
     Ok(p)
 }
@@ -380,7 +372,7 @@ async fn main() -> anyhow::Result<()> {
     let bin = test_support::aerie_binary(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))?;
     let data = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
     let (http_port, grpc_port, mc_port) = (free_port()?, free_port()?, free_port()?);
-    let _storage = Proc(
+    let _storage = KillOnDrop(
         Command::new(&bin)
             .arg("storage")
             .arg("--data-dir")
