@@ -9,8 +9,9 @@ use std::time::Duration;
 use futures::Stream;
 use proto::common as pb;
 use proto::storage::{self as api, storage_server::Storage};
+use service_kit::Shutdown;
 use stats::{Counter, Histogram, StatsReceiver};
-use tokio::sync::mpsc;
+use tokio::sync::{broadcast, mpsc};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -80,6 +81,25 @@ pub struct StorageService {
     limits: Limits,
     request_timeout: Duration,
     metrics: Arc<Metrics>,
+    /// Epoch bumps of this storage-frontend's writes, for `WatchEpochs`.
+    bumps: broadcast::Sender<Arc<Vec<api::ServiceDayEpoch>>>,
+    /// Ends the long-lived watch streams, which would otherwise hold up draining.
+    shutdown: Shutdown,
+}
+
+/// Bumps a watcher may fall behind by before it is ended (it then starts over
+/// from a snapshot).
+const WATCH_BACKLOG: usize = 1024;
+
+/// Quiet time after which a watcher gets a heartbeat.
+const WATCH_HEARTBEAT: Duration = Duration::from_secs(1);
+
+fn epoch_pb(b: tsdb::EpochBump) -> api::ServiceDayEpoch {
+    api::ServiceDayEpoch {
+        service: b.service,
+        day_start_ms: b.day * DAY_MS,
+        epoch: b.epoch,
+    }
 }
 
 impl std::fmt::Debug for StorageService {
@@ -98,12 +118,15 @@ impl StorageService {
         limits: Limits,
         request_timeout: Duration,
         stats: &StatsReceiver,
+        shutdown: Shutdown,
     ) -> Self {
         Self {
             backend,
             limits,
             request_timeout,
             metrics: Arc::new(Metrics::new(stats)),
+            bumps: broadcast::channel(WATCH_BACKLOG).0,
+            shutdown,
         }
     }
 
@@ -167,7 +190,15 @@ impl StorageService {
             positions.push(i as u32);
         }
         let batch: Batch = Arc::new(batch);
-        let report = self.backend.write(batch.clone()).await?;
+        let mut report = self.backend.write(batch.clone()).await?;
+        if !report.epochs.is_empty() {
+            // Before the answer: a watcher hears of the bump no later than the writer
+            // hears of its success, give or take the network.
+            let bumps = std::mem::take(&mut report.epochs);
+            let _ = self
+                .bumps
+                .send(Arc::new(bumps.into_iter().map(epoch_pb).collect()));
+        }
 
         // Engine rejections index the flattened rows; map them back.
         let mut starts = Vec::with_capacity(batch.len());
@@ -702,6 +733,56 @@ impl Storage for StorageService {
                 self.metrics.failed("epochs", &e);
                 e.into()
             })
+    }
+
+    type WatchEpochsStream = Chunks<api::EpochsUpdate>;
+
+    async fn watch_epochs(
+        &self,
+        _request: Request<api::WatchEpochsRequest>,
+    ) -> Result<Response<Self::WatchEpochsStream>, Status> {
+        // Subscribe before the snapshot: a bump in between arrives twice, harmlessly.
+        let mut bumps = self.bumps.subscribe();
+        let Some(table) = self.backend.epoch_table() else {
+            return Err(Status::unimplemented(format!(
+                "the {} backend shares epochs with other storage-frontends: ask Epochs per query",
+                self.backend.kind()
+            )));
+        };
+        let (tx, rx) = mpsc::channel(16);
+        let backend = self.backend.clone();
+        let shutdown = self.shutdown.clone();
+        self.metrics.stats.counter("epochs/watches").incr();
+        tokio::spawn(async move {
+            let update = |snapshot: bool, epochs: Vec<api::ServiceDayEpoch>| api::EpochsUpdate {
+                snapshot,
+                epochs,
+                now_ms: backend.now_ms(),
+                ooo_window_ms: backend.ooo_window_ms(),
+            };
+            let first = update(true, table.into_iter().map(epoch_pb).collect());
+            if tx.send(Ok(first)).await.is_ok() {
+                loop {
+                    let next = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        next = tokio::time::timeout(WATCH_HEARTBEAT, bumps.recv()) => next,
+                    };
+                    let msg = match next {
+                        Err(_) => Ok(update(false, Vec::new())),
+                        Ok(Ok(b)) => Ok(update(false, b.as_ref().clone())),
+                        Ok(Err(broadcast::error::RecvError::Lagged(n))) => Err(Status::aborted(
+                            format!("epoch watcher fell {n} bumps behind: watch again"),
+                        )),
+                        Ok(Err(broadcast::error::RecvError::Closed)) => break,
+                    };
+                    let end = msg.is_err();
+                    if tx.send(msg).await.is_err() || end {
+                        break;
+                    }
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 }
 

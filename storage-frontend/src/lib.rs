@@ -151,6 +151,7 @@ impl Server {
             config.limits.clone(),
             config.server.request_timeout,
             &stats,
+            shutdown.clone(),
         );
         let mut app = App::new(NAME, stats.clone());
         app.grpc = app.grpc.add_service(

@@ -242,6 +242,73 @@ async fn write_read_index_and_epochs_over_the_wire() {
     s.stop().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watch_epochs_streams_the_table_then_each_bump() {
+    let mut s = start(|_| {}).await;
+    let t = now_min();
+    let old = t - 2 * 86_400_000;
+    let day = old - old.rem_euclid(86_400_000);
+    let backfill = |client: &mut StorageClient<Channel>, svc: &'static str, ts: i64| {
+        let mut client = client.clone();
+        async move {
+            client
+                .write(api::WriteRequest {
+                    series: vec![series(svc, "h1", "m", &[(ts, 1.0)])],
+                })
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    assert_eq!(backfill(&mut s.client, "web", old).await.backfilled, 1);
+    let mut watch = s
+        .client
+        .watch_epochs(api::WatchEpochsRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    let first = watch.message().await.unwrap().unwrap();
+    assert!(first.snapshot);
+    assert_eq!(first.ooo_window_ms, 600_000);
+    assert!((first.now_ms - t).abs() < 5 * MIN, "{}", first.now_ms);
+    assert_eq!(first.epochs.len(), 1, "{:?}", first.epochs);
+    assert_eq!(
+        (
+            first.epochs[0].service.as_str(),
+            first.epochs[0].day_start_ms
+        ),
+        ("web", day)
+    );
+    let web = first.epochs[0].epoch;
+
+    // A live write bumps nothing; a backfill of another service does, at once.
+    backfill(&mut s.client, "web", t).await;
+    backfill(&mut s.client, "api", old).await;
+    let bump = loop {
+        let u = watch.message().await.unwrap().unwrap();
+        assert!(!u.snapshot);
+        if !u.epochs.is_empty() {
+            break u;
+        }
+    };
+    assert_eq!(bump.epochs.len(), 1, "{:?}", bump.epochs);
+    assert_eq!(bump.epochs[0].service, "api");
+    assert!(bump.epochs[0].epoch > web, "epochs only increase");
+
+    // Quiet: heartbeats keep coming, with the clock.
+    let beat = tokio::time::timeout(Duration::from_secs(5), watch.message())
+        .await
+        .expect("a heartbeat within the second")
+        .unwrap()
+        .unwrap();
+    assert!(beat.epochs.is_empty() && beat.now_ms >= first.now_ms);
+    // A watcher does not hold up shutdown.
+    tokio::time::timeout(Duration::from_secs(10), s.stop())
+        .await
+        .expect("stopped with a watcher connected");
+    drop(watch);
+}
+
 /// A plain HTTP GET over a TCP stream (the admin endpoint answers HTTP/1.1).
 async fn reqwest_get(url: &str) -> String {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -176,7 +176,14 @@ impl State {
         self.next_seq
     }
 
-    fn apply(&mut self, backfill: bool, rows: &[(u32, i64, f64)], partition_ms: i64) {
+    /// Puts rows in the head; returns the (service symbol, day, new epoch) of every
+    /// epoch a backfill bumped.
+    fn apply(
+        &mut self,
+        backfill: bool,
+        rows: &[(u32, i64, f64)],
+        partition_ms: i64,
+    ) -> Vec<(u32, i64, u64)> {
         let mut touched: FnvHashSet<(u32, i64)> = FnvHashSet::default();
         let map = if backfill {
             &mut self.backfill
@@ -200,9 +207,21 @@ impl State {
             }
             self.index.touch(sid, ts, ts);
         }
-        for key in touched {
-            let e = self.next_epoch();
-            self.epochs.insert(key, e);
+        touched
+            .into_iter()
+            .map(|key| {
+                let e = self.next_epoch();
+                self.epochs.insert(key, e);
+                (key.0, key.1, e)
+            })
+            .collect()
+    }
+
+    fn bump(&self, (svc, day, epoch): (u32, i64, u64)) -> EpochBump {
+        EpochBump {
+            service: self.index.services.name(svc).to_string(),
+            day,
+            epoch,
         }
     }
 }
@@ -467,7 +486,8 @@ impl Engine {
                 Some(self.wal.write(&st.rec.buf)?)
             };
             st.apply(false, &main_rows, self.opts.partition_ms);
-            st.apply(true, &bf_rows, self.opts.partition_ms);
+            let bumped = st.apply(true, &bf_rows, self.opts.partition_ms);
+            report.epochs = bumped.into_iter().map(|b| st.bump(b)).collect();
             report.accepted = main_rows.len() + bf_rows.len();
             report.backfilled = bf_rows.len();
             st.main_rows = main_rows;
@@ -508,6 +528,19 @@ impl Engine {
             .get(service)
             .and_then(|s| st.epochs.get(&(s, day)).copied())
             .unwrap_or(0)
+    }
+
+    /// Every epoch that is not 0, in (service, day) order: with the bumps that
+    /// [`AppendReport::epochs`] lists, a copy of the whole table can be kept.
+    pub fn epochs(&self) -> Vec<EpochBump> {
+        let st = self.state.read();
+        let mut all: Vec<EpochBump> = st
+            .epochs
+            .iter()
+            .map(|(&(s, d), &e)| st.bump((s, d, e)))
+            .collect();
+        all.sort_by(|a, b| (&a.service, a.day).cmp(&(&b.service, b.day)));
+        all
     }
 
     /// Seals cold head partitions and the backfill head into blocks,

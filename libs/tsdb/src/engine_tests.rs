@@ -109,6 +109,13 @@ fn backfill_bumps_epochs_and_merges() {
     assert_eq!(r.backfilled, 1);
     let e1 = e.epoch("web", day);
     assert!(e1 > 0);
+    let bump = EpochBump {
+        service: "web".into(),
+        day,
+        epoch: e1,
+    };
+    assert_eq!(r.epochs, vec![bump.clone()], "the report names the bump");
+    assert_eq!(e.epochs(), vec![bump], "and the table holds it");
     assert_eq!(e.epoch("web", day + 1), 0);
     assert_eq!(e.epoch("api", day), 0);
     e.flush().unwrap();
@@ -116,6 +123,8 @@ fn backfill_bumps_epochs_and_merges() {
         .unwrap();
     let e2 = e.epoch("web", day);
     assert!(e2 > e1);
+    assert_eq!(e.epochs().len(), 1);
+    assert_eq!(e.epochs()[0].epoch, e2);
     e.flush().unwrap();
     assert_eq!(vals(&e, "h1", T0, T0 + MIN * 10), vec![(T0 + 5 * MIN, 6.0)]);
     e.compact().unwrap();

@@ -136,6 +136,20 @@ pub struct AppendReport {
     pub backfilled: usize,
     /// Refused samples with reasons.
     pub rejected: Vec<Rejection>,
+    /// The (service, day) epochs this batch bumped, with their new values.
+    pub epochs: Vec<EpochBump>,
+}
+
+/// The backfill epoch of one (service, day): bumped whenever a backfilled sample
+/// lands there, never reused, only ever increasing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochBump {
+    /// The service.
+    pub service: String,
+    /// The UTC day, `ts.div_euclid(DAY_MS)`.
+    pub day: i64,
+    /// Its epoch now.
+    pub epoch: u64,
 }
 
 /// Engine counters, cumulative since open.

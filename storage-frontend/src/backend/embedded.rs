@@ -90,6 +90,10 @@ impl Backend for EmbeddedBackend {
         self.run(move |e| Ok(e.append(&rows(&batch))?))
     }
 
+    fn epoch_table(&self) -> Option<Vec<tsdb::EpochBump>> {
+        Some(self.engine.epochs())
+    }
+
     fn select(&self, sel: Selector, t0: i64, t1: i64) -> BackendFuture<'_, Vec<SeriesKey>> {
         if exact(&sel) {
             // A few hash lookups: cheaper than the trip to the blocking pool.

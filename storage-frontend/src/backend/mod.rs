@@ -66,6 +66,12 @@ pub trait Backend: Send + Sync + 'static {
     fn now_ms(&self) -> i64;
     /// Samples older than `now_ms() - ooo_window_ms()` take the backfill path.
     fn ooo_window_ms(&self) -> i64;
+    /// Every epoch that is not 0, when this storage-frontend alone bumps them (so
+    /// the bumps its writes report are all there are); `None` where other
+    /// storage-frontends share them.
+    fn epoch_table(&self) -> Option<Vec<tsdb::EpochBump>> {
+        None
+    }
     /// Periodic upkeep (sealing, compaction, retention); a no-op where the
     /// backend does its own.
     fn maintain(&self) -> BackendFuture<'_, String>;
