@@ -157,7 +157,8 @@ async fn post(url: &str, params: &[(&str, String)]) -> (u16, Value) {
 
 async fn counter(http: &str, name: &str) -> u64 {
     let (_, v) = get(&format!("{http}/admin/metrics.json"), &[]).await;
-    v[name].as_u64().unwrap_or(0)
+    // Gauges are floats in metrics.json.
+    v[name].as_f64().map_or(0, |f| f as u64)
 }
 
 async fn range(fed: &Running, q: &str, start: i64, end: i64, step: &str) -> (u16, Value) {
@@ -504,11 +505,16 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     let st = storage().await;
     let end = now_min();
     write(&st, week(end)).await;
+    // memcached alone here (no in-process tier), against no cache at all.
     let cached = federator(vec![zone("local", &[&st])], vec![mc.addr()], |c| {
         c.cache.retry_after = Duration::from_millis(50);
+        c.cache.local_bytes = 0;
     })
     .await;
-    let plain = federator(vec![zone("local", &[&st])], vec![], |_| {}).await;
+    let plain = federator(vec![zone("local", &[&st])], vec![], |c| {
+        c.cache.local_bytes = 0;
+    })
+    .await;
 
     // A 7-day query twice: the second is served from cached spans.
     let q = "sum(ts(web, *, http/*))";
@@ -589,7 +595,9 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
             .unwrap()
     };
     let old: f64 = find(&before).parse().unwrap();
+    let heard = counter(&cached.http, "federator/epochs/bumps_heard").await;
     write(&st, vec![series("db", "d9", "q/latency", &[(t, 1000.0)])]).await;
+    bump_heard(&cached, heard).await;
     let (_, after) = range(&cached, q, end - 4 * DAY, end - 2 * DAY, "1m").await;
     let new: f64 = find(&after).parse().unwrap();
     assert_eq!(new, old + 1000.0, "the backfilled sample is in the answer");
@@ -598,6 +606,82 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     cached.stop();
     plain.stop();
     st.stop();
+}
+
+/// Waits until the federator's epoch watch brought a bump past `before`: storage
+/// sends it before acknowledging the write, but it crosses the network on its own.
+async fn bump_heard(fed: &Running, before: u64) {
+    for _ in 0..200 {
+        if counter(&fed.http, "federator/epochs/bumps_heard").await > before {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("no epoch bump reached the federator within 2 s");
+}
+
+#[tokio::test]
+async fn the_in_process_tier_and_watched_epochs_answer_without_round_trips() {
+    let st = storage().await;
+    let end = now_min();
+    write(&st, week(end)).await;
+    // Default cache settings, no memcached: spans stay in the process.
+    let fed = federator(vec![zone("local", &[&st])], vec![], |_| {}).await;
+    let plain = federator(vec![zone("local", &[&st])], vec![], |c| {
+        c.cache.local_bytes = 0;
+    })
+    .await;
+    let q = "sum(ts(web, *, http/*))";
+    let (s, first) = range(&fed, q, end - 7 * DAY, end, "5m").await;
+    assert_eq!(s, 200, "{first}");
+    // The first query started the watch; wait for its snapshot to be used.
+    let mut watched = 0;
+    for _ in 0..200 {
+        range(&fed, "ts(web, h1, http/requests)", end - DAY, end, "1m").await;
+        watched = counter(&fed.http, "federator/epochs/watched").await;
+        if watched > 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(watched > 0, "span keys come from the watched epochs");
+    let (asked, frags0, local0) = (
+        counter(&fed.http, "federator/epochs/asked").await,
+        counter(&fed.http, "federator/fragments_run").await,
+        counter(&fed.http, "federator/cache/local_hits").await,
+    );
+    let (_, second) = range(&fed, q, end - 7 * DAY, end, "5m").await;
+    assert_eq!(first, second);
+    assert!(counter(&fed.http, "federator/cache/local_hits").await - local0 >= 50);
+    assert!(counter(&fed.http, "federator/fragments_run").await - frags0 <= 2);
+    assert_eq!(
+        counter(&fed.http, "federator/epochs/asked").await,
+        asked,
+        "no Epochs call while the watch is up"
+    );
+    let (_, third) = range(&plain, q, end - 7 * DAY, end, "5m").await;
+    assert_eq!(first["data"], third["data"]);
+
+    // A backfill into a cached day: once its bump is heard, the next answer has it.
+    let q = "sum(ts(db, *, *))";
+    let t = end - 3 * DAY + 17 * MIN;
+    let (_, before) = range(&fed, q, end - 4 * DAY, end - 2 * DAY, "1m").await;
+    let heard = counter(&fed.http, "federator/epochs/bumps_heard").await;
+    write(&st, vec![series("db", "d9", "q/latency", &[(t, 1000.0)])]).await;
+    bump_heard(&fed, heard).await;
+    let (_, after) = range(&fed, q, end - 4 * DAY, end - 2 * DAY, "1m").await;
+    let (_, plain_after) = range(&plain, q, end - 4 * DAY, end - 2 * DAY, "1m").await;
+    assert_ne!(before["data"], after["data"]);
+    assert_eq!(after["data"], plain_after["data"]);
+
+    // Storage gone: the watch is lost, queries say the zone is missing, nothing
+    // cached is served as if storage had answered.
+    st.stop();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (s, gone) = range(&fed, "sum(ts(web, *, http/*))", end - 7 * DAY, end, "5m").await;
+    assert_ne!(s, 200, "{gone}");
+    fed.stop();
+    plain.stop();
 }
 
 /// `ms` as `YYYY-MM-DDTHH:MM:SSZ` (days to civil date, after H. Hinnant).

@@ -1,6 +1,8 @@
-//! The span cache: a [`SpanCache`] trait with a memcached implementation and a no-cache
-//! one, and [`Cache`], which the federator uses: every failure or slow answer of the
-//! backend turns into a bypass (counted), never into a failed or different answer.
+//! The span cache: a [`SpanCache`] trait with a memcached implementation, an
+//! in-process one ([`LocalSpans`]) and a no-cache one, and [`Cache`], which the
+//! federator uses: the in-process tier first, then memcached; every failure or slow
+//! answer of memcached turns into a bypass (counted), never into a failed or
+//! different answer.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -22,7 +24,8 @@ pub enum CacheError {
     Worker(String),
 }
 
-/// A store of immutable spans by key. Implementations: [`Memcached`], [`NoCache`].
+/// A store of immutable spans by key. Implementations: [`Memcached`], [`LocalSpans`],
+/// [`NoCache`].
 pub trait SpanCache: Send + Sync + std::fmt::Debug {
     /// The values stored under `keys` (absent keys are missing from the map).
     fn get_many<'a>(
@@ -63,6 +66,70 @@ impl SpanCache for NoCache {
 
     fn enabled(&self) -> bool {
         false
+    }
+}
+
+/// Spans in this process, bounded by bytes (keys and values), least recently used
+/// first out: a dashboard's repeated query is served without leaving the process.
+/// Values are immutable like every span, so nothing but memory bounds them.
+#[derive(Debug)]
+pub struct LocalSpans {
+    spans: quick_cache::sync::Cache<String, Arc<[u8]>, SpanWeight>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct SpanWeight;
+
+impl quick_cache::Weighter<String, Arc<[u8]>> for SpanWeight {
+    fn weight(&self, key: &String, val: &Arc<[u8]>) -> u64 {
+        (key.len() + val.len() + 64) as u64
+    }
+}
+
+impl LocalSpans {
+    /// A cache of at most `bytes`.
+    pub fn new(bytes: u64) -> Self {
+        // quick_cache sizes its table by an item estimate: a span is a few KiB.
+        let items = (bytes / 4096).clamp(16, 1 << 20) as usize;
+        LocalSpans {
+            spans: quick_cache::sync::Cache::with_weighter(items, bytes, SpanWeight),
+        }
+    }
+
+    fn get(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
+        keys.iter()
+            .filter_map(|k| self.spans.get(k).map(|v| (k.clone(), v.to_vec())))
+            .collect()
+    }
+
+    fn put(&self, items: &[(String, Vec<u8>)]) {
+        for (k, v) in items {
+            self.spans.insert(k.clone(), Arc::from(v.as_slice()));
+        }
+    }
+}
+
+impl SpanCache for LocalSpans {
+    fn get_many<'a>(
+        &'a self,
+        keys: &'a [String],
+    ) -> BoxFuture<'a, Result<HashMap<String, Vec<u8>>, CacheError>> {
+        Box::pin(async move { Ok(self.get(keys)) })
+    }
+
+    fn set_many<'a>(
+        &'a self,
+        items: &'a [(String, Vec<u8>)],
+        _ttl: Duration,
+    ) -> BoxFuture<'a, Result<(), CacheError>> {
+        Box::pin(async move {
+            self.put(items);
+            Ok(())
+        })
+    }
+
+    fn enabled(&self) -> bool {
+        true
     }
 }
 
@@ -190,8 +257,10 @@ impl SpanCache for Memcached {
 /// Counters of the span cache (`federator/cache/...` on `/admin/metrics.json`).
 #[derive(Debug, Clone)]
 pub struct CacheStats {
-    /// Spans served from the cache.
+    /// Spans served from the cache (either tier).
     pub hits: Counter,
+    /// Of those, spans served from the in-process tier.
+    pub local_hits: Counter,
     /// Immutable spans looked up and not found.
     pub misses: Counter,
     /// Spans stored.
@@ -209,6 +278,7 @@ impl CacheStats {
     pub fn new(scope: &StatsReceiver) -> Self {
         CacheStats {
             hits: scope.counter("hits"),
+            local_hits: scope.counter("local_hits"),
             misses: scope.counter("misses"),
             stores: scope.counter("stores"),
             bypasses: scope.counter("bypasses"),
@@ -218,10 +288,12 @@ impl CacheStats {
     }
 }
 
-/// What the federator talks to: a backend with a per-call timeout and a pause after
-/// each failure, during which calls are bypassed at once.
+/// What the federator talks to: an optional in-process tier, then a backend with a
+/// per-call timeout and a pause after each failure, during which calls are bypassed
+/// at once.
 #[derive(Debug, Clone)]
 pub struct Cache {
+    local: Option<Arc<LocalSpans>>,
     inner: Arc<dyn SpanCache>,
     timeout: Duration,
     retry_after: Duration,
@@ -241,6 +313,7 @@ impl Cache {
         stats: CacheStats,
     ) -> Self {
         Cache {
+            local: None,
             inner,
             timeout,
             retry_after,
@@ -250,9 +323,15 @@ impl Cache {
         }
     }
 
+    /// Puts an in-process tier of at most `bytes` in front (0: none).
+    pub fn with_local(mut self, bytes: u64) -> Self {
+        self.local = (bytes > 0).then(|| Arc::new(LocalSpans::new(bytes)));
+        self
+    }
+
     /// Whether spans are cached at all.
     pub fn enabled(&self) -> bool {
-        self.inner.enabled()
+        self.local.is_some() || self.inner.enabled()
     }
 
     /// Whether the backend is in its pause after a failure.
@@ -283,20 +362,41 @@ impl Cache {
         if keys.is_empty() || !self.enabled() {
             return HashMap::new();
         }
+        let mut found = self.local.as_ref().map(|l| l.get(keys)).unwrap_or_default();
+        if count {
+            self.stats.local_hits.add(found.len() as u64);
+        }
+        let rest: Vec<String> = keys
+            .iter()
+            .filter(|k| !found.contains_key(*k))
+            .cloned()
+            .collect();
+        if !rest.is_empty() && self.inner.enabled() {
+            let remote = self.remote_get(&rest).await;
+            if let Some(l) = &self.local {
+                let items: Vec<(String, Vec<u8>)> = remote.into_iter().collect();
+                l.put(&items);
+                found.extend(items);
+            } else {
+                found.extend(remote);
+            }
+        }
+        if count {
+            self.stats.hits.add(found.len() as u64);
+            self.stats
+                .misses
+                .add(keys.len().saturating_sub(found.len()) as u64);
+        }
+        found
+    }
+
+    async fn remote_get(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
         if self.is_down() {
             self.stats.bypasses.incr();
             return HashMap::new();
         }
         match tokio::time::timeout(self.timeout, self.inner.get_many(keys)).await {
-            Ok(Ok(found)) => {
-                if count {
-                    self.stats.hits.add(found.len() as u64);
-                    self.stats
-                        .misses
-                        .add(keys.len().saturating_sub(found.len()) as u64);
-                }
-                found
-            }
+            Ok(Ok(found)) => found,
             Ok(Err(e)) => {
                 self.failed("lookup", &e.to_string());
                 HashMap::new()
@@ -310,7 +410,13 @@ impl Cache {
 
     /// Stores `items`, skipping values too large for memcached; failures only count.
     pub async fn put(&self, items: Vec<(String, Vec<u8>)>) {
-        if items.is_empty() || !self.enabled() {
+        if let Some(l) = &self.local {
+            l.put(&items);
+            if !self.inner.enabled() {
+                self.stats.stores.add(items.len() as u64);
+            }
+        }
+        if items.is_empty() || !self.inner.enabled() {
             return;
         }
         if self.is_down() {

@@ -58,6 +58,9 @@ pub struct CacheConfig {
     pub ttl: Duration,
     /// Connections per memcached server.
     pub connections: u32,
+    /// Bytes of spans kept in the process, in front of memcached (and without it);
+    /// 0: none.
+    pub local_bytes: u64,
 }
 
 /// One storage zone: a set of storage-frontends and the time it holds.
@@ -113,6 +116,7 @@ impl Default for CacheConfig {
             retry_after: Duration::from_secs(1),
             ttl: Duration::from_secs(7 * 24 * 3600),
             connections: 8,
+            local_bytes: 64 << 20,
         }
     }
 }

@@ -145,6 +145,10 @@ struct FedStats {
     partial: Counter,
     failed: Counter,
     fragments: Counter,
+    /// Span keys built from the watched epoch tables, without a round trip.
+    epochs_watched: Counter,
+    /// Span keys built from an `Epochs` call.
+    epochs_asked: Counter,
 }
 
 /// The engine shared by the HTTP and gRPC front ends.
@@ -158,6 +162,8 @@ pub struct Federator {
     /// Step of instant queries, ms.
     pub instant_step_ms: i64,
     stats: FedStats,
+    /// `federator/epochs/bumps_heard`: epoch changes the watches brought.
+    _bumps_heard: Arc<stats::Gauge>,
     /// Index totals by (zone, selector, hour-rounded range), with when they were read.
     estimates: Arc<parking_lot::Mutex<HashMap<String, (Instant, u64)>>>,
 }
@@ -223,8 +229,14 @@ impl Federator {
         stats: &StatsReceiver,
     ) -> Self {
         let s = stats.scope("federator");
+        let zones = Arc::new(zones);
+        let watched = zones.clone();
+        let bumps_heard = s.gauge("epochs/bumps_heard", move || {
+            watched.iter().map(Zone::bumps_heard).sum::<u64>() as f64
+        });
         Federator {
-            zones: Arc::new(zones),
+            _bumps_heard: Arc::new(bumps_heard),
+            zones,
             cache,
             roles,
             limits,
@@ -236,6 +248,8 @@ impl Federator {
                 partial: s.counter("partial"),
                 failed: s.counter("failed"),
                 fragments: s.counter("fragments_run"),
+                epochs_watched: s.counter("epochs/watched"),
+                epochs_asked: s.counter("epochs/asked"),
             },
             estimates: Arc::default(),
         }
@@ -410,7 +424,13 @@ impl Federator {
                 // to the plan, and the round trip is saved.
                 let epochs = async {
                     if self.cache.enabled() {
-                        z.epochs(&w.sf.selector.service, lo, hi, deadline).await
+                        let svc = &w.sf.selector.service;
+                        if let Some(e) = z.watched_epochs(svc, lo, hi) {
+                            self.stats.epochs_watched.incr();
+                            return Ok(e);
+                        }
+                        self.stats.epochs_asked.incr();
+                        z.epochs(svc, lo, hi, deadline).await
                     } else {
                         Ok(Epochs {
                             epochs: Default::default(),

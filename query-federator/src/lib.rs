@@ -15,6 +15,7 @@
 
 pub mod cache;
 pub mod config;
+pub mod epochs;
 pub mod error;
 pub mod federate;
 pub mod grpc;
@@ -31,7 +32,7 @@ use proto::collector::collector_client::CollectorClient;
 use proto::query::query_server::QueryServer;
 use service_kit::{App, Bound, ConfigError, ServeError, Shutdown, StatsReceiver};
 
-pub use cache::{Cache, CacheStats, Memcached, NoCache, SpanCache};
+pub use cache::{Cache, CacheStats, LocalSpans, Memcached, NoCache, SpanCache};
 pub use config::{CacheConfig, Config, Limits, ZoneConfig};
 pub use error::QueryError;
 pub use federate::{Answer, Federator};
@@ -77,6 +78,7 @@ pub fn cache_for(config: &Config, stats: &StatsReceiver) -> Cache {
         config.cache.ttl,
         CacheStats::new(&stats.scope("federator").scope("cache")),
     )
+    .with_local(config.cache.local_bytes)
 }
 
 /// Validates `config` and binds the service's ports. Storage-frontends and the

@@ -16,6 +16,7 @@ use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
 
 use crate::config::ZoneConfig;
+use crate::epochs::EpochCopy;
 
 /// A mergeable summary of the values of one group in one step (as `PartialCell`).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -235,8 +236,8 @@ pub struct Epochs {
     pub mutable_after_ms: i64,
 }
 
-/// The clients of a zone's storage-frontends.
-type Clients = Vec<(String, StorageClient<Channel>)>;
+/// The clients of a zone's storage-frontends, with their watched epoch tables.
+type Clients = Vec<(String, StorageClient<Channel>, Arc<EpochCopy>)>;
 
 /// One storage zone. Clones share the endpoints, which a server-set watch may change.
 #[derive(Debug, Clone)]
@@ -274,7 +275,7 @@ impl Zone {
                 endpoint: e.clone(),
                 reason: err.to_string(),
             })?;
-            endpoints.push((e.clone(), c));
+            endpoints.push((e.clone(), c, Arc::default()));
         }
         Ok(Zone {
             name: config.name.clone(),
@@ -294,12 +295,12 @@ impl Zone {
         let old = self.clients();
         let mut next = Vec::new();
         for u in urls {
-            if let Some((_, c)) = old.iter().find(|(o, _)| o == u) {
-                next.push((u.clone(), c.clone()));
+            if let Some((_, c, e)) = old.iter().find(|(o, _, _)| o == u) {
+                next.push((u.clone(), c.clone(), e.clone()));
                 continue;
             }
             match client(u) {
-                Ok(c) => next.push((u.clone(), c)),
+                Ok(c) => next.push((u.clone(), c, Arc::default())),
                 Err(e) => tracing::warn!(zone = %self.name, url = %u, error = %e, "member skipped"),
             }
         }
@@ -312,7 +313,7 @@ impl Zone {
 
     /// The zone's endpoints now.
     pub fn endpoint_urls(&self) -> Vec<String> {
-        self.clients().iter().map(|(u, _)| u.clone()).collect()
+        self.clients().iter().map(|(u, _, _)| u.clone()).collect()
     }
 
     /// Sends `req` through `call` to every storage-frontend of the zone at once, each
@@ -331,7 +332,7 @@ impl Zone {
     {
         let clients = self.clients();
         self.none_known(&clients)?;
-        let calls = clients.iter().map(|(url, client)| {
+        let calls = clients.iter().map(|(url, client, _)| {
             let began = Instant::now();
             let mut r = tonic::Request::new(req.clone());
             r.set_timeout(deadline.saturating_duration_since(began));
@@ -364,7 +365,7 @@ impl Zone {
     /// zone pointed at other storage-frontends never reads the spans of the old ones.
     pub fn cache_identity(&self) -> String {
         let mut s = self.name.clone();
-        for (url, _) in self.clients().iter() {
+        for (url, _, _) in self.clients().iter() {
             s.push('\n');
             s.push_str(url);
         }
@@ -419,7 +420,7 @@ impl Zone {
         let by: Option<Vec<KeyPart>> = f.combine.as_ref().map(|(_, by)| by.clone());
         let clients = self.clients();
         self.none_known(&clients)?;
-        let calls = clients.iter().map(|(url, client)| {
+        let calls = clients.iter().map(|(url, client, _)| {
             let mut client = client.clone();
             let req = req.clone();
             let by = by.clone();
@@ -552,6 +553,37 @@ impl Zone {
             series.into_iter().collect(),
             total,
         ))
+    }
+
+    /// Epoch changes the watches of the zone's endpoints brought so far.
+    pub fn bumps_heard(&self) -> u64 {
+        self.clients().iter().map(|(_, _, c)| c.bumps_heard()).sum()
+    }
+
+    /// Backfill epochs as the watched copies of every endpoint know them, when all
+    /// of them are healthy (see [`crate::epochs`]); `None` means ask [`Zone::epochs`].
+    pub fn watched_epochs(&self, service: &Matcher, start: i64, end: i64) -> Option<Epochs> {
+        let clients = self.clients();
+        // Every copy is asked, so that every endpoint's watch starts.
+        let known: Vec<_> = clients
+            .iter()
+            .map(|(url, client, copy)| copy.known(url, client, service, start, end))
+            .collect();
+        if known.is_empty() {
+            return None;
+        }
+        let mut out = Epochs {
+            epochs: BTreeMap::new(),
+            mutable_after_ms: i64::MAX,
+        };
+        for k in known {
+            let k = k?;
+            out.mutable_after_ms = out.mutable_after_ms.min(k.mutable_after_ms);
+            for (key, e) in k.epochs {
+                *out.epochs.entry(key).or_default() += e;
+            }
+        }
+        Some(out)
     }
 
     /// Backfill epochs of the services `service` matches over `[start, end)`.

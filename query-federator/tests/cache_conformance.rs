@@ -1,10 +1,11 @@
 //! One conformance suite for every span cache backend: a real memcached (started by
-//! `test-support`) and the no-cache backend; plus the bypass of a memcached that dies.
+//! `test-support`), the in-process one and the no-cache backend; plus the bypass of a
+//! memcached that dies, and the in-process tier in front of it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use query_federator::{Cache, CacheStats, Memcached, NoCache, SpanCache};
+use query_federator::{Cache, CacheStats, LocalSpans, Memcached, NoCache, SpanCache};
 use stats::StatsReceiver;
 
 /// What every backend must do: never return a value that was not stored under the key;
@@ -56,6 +57,73 @@ async fn memcached_conforms() {
     let mc = test_support::Memcached::start().unwrap();
     let cache = Memcached::new(&[mc.addr()], 4, Duration::from_secs(2));
     conformance(&cache).await;
+}
+
+#[tokio::test]
+async fn local_spans_conform() {
+    conformance(&LocalSpans::new(16 << 20)).await;
+}
+
+#[tokio::test]
+async fn local_spans_stay_within_their_bytes() {
+    let cache = LocalSpans::new(64 << 10);
+    let items: Vec<(String, Vec<u8>)> = (0..100)
+        .map(|i| (format!("aerie:span:big{i}"), vec![i as u8; 4096]))
+        .collect();
+    let ttl = Duration::from_secs(60);
+    cache.set_many(&items, ttl).await.unwrap();
+    let keys: Vec<String> = items.iter().map(|(k, _)| k.clone()).collect();
+    let got = cache.get_many(&keys).await.unwrap();
+    assert!(
+        !got.is_empty() && got.len() <= 16,
+        "64 KiB holds at most 16 spans of 4 KiB, held {}",
+        got.len()
+    );
+    for (k, v) in &got {
+        assert_eq!(v, &items.iter().find(|(i, _)| i == k).unwrap().1);
+    }
+}
+
+#[tokio::test]
+async fn the_local_tier_serves_what_memcached_served_and_outlives_it() {
+    let mut mc = test_support::Memcached::start().unwrap();
+    let stats = StatsReceiver::new();
+    let backend: Arc<dyn SpanCache> =
+        Arc::new(Memcached::new(&[mc.addr()], 2, Duration::from_millis(300)));
+    let remote = Cache::new(
+        backend.clone(),
+        Duration::from_millis(300),
+        Duration::from_millis(1),
+        Duration::from_secs(60),
+        CacheStats::new(&stats.scope("remote")),
+    );
+    let k = vec!["aerie:span:tiered".to_string()];
+    remote.put(vec![(k[0].clone(), b"v".to_vec())]).await;
+    // Another federator, with a local tier: its first lookup goes to memcached and
+    // keeps the value; the next one does not leave the process.
+    let tiered = Cache::new(
+        backend,
+        Duration::from_millis(300),
+        Duration::from_millis(1),
+        Duration::from_secs(60),
+        CacheStats::new(&stats.scope("tiered")),
+    )
+    .with_local(1 << 20);
+    assert_eq!(tiered.get(&k).await[&k[0]], b"v");
+    assert_eq!(
+        (tiered.stats.hits.get(), tiered.stats.local_hits.get()),
+        (1, 0)
+    );
+    mc.stop().unwrap();
+    assert_eq!(tiered.get(&k).await[&k[0]], b"v", "memcached is not asked");
+    assert_eq!(
+        (tiered.stats.hits.get(), tiered.stats.local_hits.get()),
+        (2, 1)
+    );
+    assert_eq!(tiered.stats.bypasses.get(), 0);
+    // A miss still asks memcached, which is down: bypassed, and still no error out.
+    assert!(tiered.get(&["aerie:span:other".into()]).await.is_empty());
+    assert!(tiered.stats.bypasses.get() >= 1);
 }
 
 #[tokio::test]
