@@ -211,6 +211,9 @@ struct Surveyed {
     epochs: Epochs,
 }
 
+/// Most fetched points evaluated on the answering task instead of the blocking pool.
+const INLINE_EVAL_POINTS: usize = 5_000;
+
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -614,10 +617,20 @@ impl Federator {
             results,
         };
         let query = p.query;
-        let value = tokio::task::spawn_blocking(move || query.eval(&src, range))
-            .await
-            .map_err(|e| QueryError::Internal(e.to_string()))?
-            .map_err(|e| QueryError::Eval(e.to_string()))?;
+        // A small evaluation costs less than the trip to the blocking pool and back.
+        let points: usize = src
+            .results
+            .values()
+            .flat_map(|series| series.iter().map(|s| s.points.len()))
+            .sum();
+        let value = if points <= INLINE_EVAL_POINTS {
+            query.eval(&src, range)
+        } else {
+            tokio::task::spawn_blocking(move || query.eval(&src, range))
+                .await
+                .map_err(|e| QueryError::Internal(e.to_string()))?
+        }
+        .map_err(|e| QueryError::Eval(e.to_string()))?;
         let warnings = missing
             .iter()
             .map(|m| format!("partial answer: zone {} is missing ({})", m.zone, m.reason))

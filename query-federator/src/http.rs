@@ -187,10 +187,26 @@ impl Serialize for PointJson {
         } else {
             t.serialize_element(&(self.0 as f64 / 1000.0))?;
         }
-        let mut text = String::with_capacity(24);
-        write_value(self.1, &mut text);
-        t.serialize_element(&text)?;
+        t.serialize_element(&ValueText(self.1))?;
         t.end()
+    }
+}
+
+/// A value as its text ([`value_text`]), written straight into the output.
+struct ValueText(f64);
+
+impl Serialize for ValueText {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let v = self.0;
+        if v.is_nan() {
+            s.serialize_str("NaN")
+        } else if v == f64::INFINITY {
+            s.serialize_str("+Inf")
+        } else if v == f64::NEG_INFINITY {
+            s.serialize_str("-Inf")
+        } else {
+            s.collect_str(&v)
+        }
     }
 }
 

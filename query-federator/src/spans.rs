@@ -224,7 +224,8 @@ pub fn decode(b: &[u8]) -> Option<Groups> {
         }
         let [service, source, metric] = parts;
         let m = r.u32()?;
-        let mut cells = BTreeMap::new();
+        // At most what the bytes can hold: a junk count allocates nothing.
+        let mut cells = Vec::with_capacity((m as usize).min(b.len() / 56));
         for _ in 0..m {
             let t = r.i64()?;
             let count = r.u64()?;
@@ -233,7 +234,7 @@ pub fn decode(b: &[u8]) -> Option<Groups> {
             let max = f64::from_bits(r.u64()?);
             let last = f64::from_bits(r.u64()?);
             let last_ts = r.i64()?;
-            cells.insert(
+            cells.push((
                 t,
                 Cell {
                     count,
@@ -243,15 +244,16 @@ pub fn decode(b: &[u8]) -> Option<Groups> {
                     last,
                     last_ts,
                 },
-            );
+            ));
         }
+        // Encoded in time order: the map is built in bulk.
         out.insert(
             SeriesKey {
                 service,
                 source,
                 metric,
             },
-            cells,
+            cells.into_iter().collect(),
         );
     }
     (r.at == b.len()).then_some(out)

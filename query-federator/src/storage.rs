@@ -63,8 +63,27 @@ pub type Groups = BTreeMap<SeriesKey, BTreeMap<i64, Cell>>;
 
 /// Merges `from` into `into`.
 pub fn merge_groups(into: &mut Groups, from: Groups) {
-    for (k, cells) in from {
+    if into.is_empty() {
+        *into = from;
+        return;
+    }
+    for (k, mut cells) in from {
         let e = into.entry(k).or_default();
+        // Spans and runs of one query cover disjoint times, mostly in order: whole
+        // maps move instead of cell by cell.
+        let disjoint = match (e.last_key_value(), cells.first_key_value()) {
+            (None, _) | (_, None) => true,
+            (Some((last, _)), Some((first, _))) => last < first,
+        };
+        if disjoint
+            || cells
+                .last_key_value()
+                .zip(e.first_key_value())
+                .is_some_and(|((l, _), (f, _))| l < f)
+        {
+            e.append(&mut cells);
+            continue;
+        }
         for (t, c) in cells {
             e.entry(t).and_modify(|x| x.merge(&c)).or_insert(c);
         }

@@ -6,7 +6,9 @@
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
 //! ```
 //! Loads `--series` series of one-minute data for `--days` days, then prints:
-//! - a single series over one day at the raw one-minute step: p50/p99 latency;
+//! - a single series over one day at the raw one-minute step: p50/p99 latency with
+//!   no cache (one fragment per query), with memcached alone, and with the in-process
+//!   tier in front of memcached (the default);
 //! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
 //!   federator, memcached flushed) and warm (spans cached); at a 1-minute step: cold.
 
@@ -289,7 +291,11 @@ struct Fed {
     shutdown: Shutdown,
 }
 
-async fn federator(storage_grpc: &str, memcached: Option<u16>) -> anyhow::Result<Fed> {
+async fn federator(
+    storage_grpc: &str,
+    memcached: Option<u16>,
+    local_bytes: u64,
+) -> anyhow::Result<Fed> {
     let dir = std::env::temp_dir();
     let mut config = Config {
         common: Common {
@@ -308,6 +314,7 @@ async fn federator(storage_grpc: &str, memcached: Option<u16>) -> anyhow::Result
         ..Config::default()
     };
     config.query_timeout = Duration::from_secs(120);
+    config.cache.local_bytes = local_bytes;
     let server = query_federator::bind(config).await?;
     let url = format!("http://{}", server.http_addr());
     let shutdown = Shutdown::new();
@@ -411,8 +418,13 @@ async fn main() -> anyhow::Result<()> {
 
     // Single series, one day, raw one-minute step.
     let one = "ts(bench, h00042, m)";
-    for (label, cache) in [("no cache", None), ("span cache", Some(mc_port))] {
-        let fed = federator(&grpc, cache).await?;
+    const LOCAL: u64 = 64 << 20;
+    for (label, cache, local) in [
+        ("no cache", None, 0),
+        ("memcached", Some(mc_port), 0),
+        ("in-process tier + memcached", Some(mc_port), LOCAL),
+    ] {
+        let fed = federator(&grpc, cache, local).await?;
         for _ in 0..20 {
             run(&http, &fed, one, end - DAY, end, MIN).await?;
         }
@@ -439,7 +451,7 @@ async fn main() -> anyhow::Result<()> {
         // Let the stores of the previous run land before emptying the cache.
         tokio::time::sleep(Duration::from_millis(500)).await;
         flush_memcached(mc_port)?;
-        let fed = federator(&grpc, Some(mc_port)).await?;
+        let fed = federator(&grpc, Some(mc_port), LOCAL).await?;
         let (d, p) = run(&http, &fed, all, start, end, 5 * MIN).await?;
         colds.push(d);
         pts = p;
@@ -470,7 +482,7 @@ async fn main() -> anyhow::Result<()> {
         // Let the stores of the previous run land before emptying the cache.
         tokio::time::sleep(Duration::from_millis(500)).await;
         flush_memcached(mc_port)?;
-        let fed = federator(&grpc, Some(mc_port)).await?;
+        let fed = federator(&grpc, Some(mc_port), LOCAL).await?;
         let (d, p) = run(&http, &fed, all, start, end, MIN).await?;
         colds.push(d);
         pts = p;
