@@ -692,7 +692,7 @@ impl Federator {
             .collect();
         let lookup: Vec<String> = keys.iter().flatten().cloned().collect();
         let found = self.cache.get(&lookup).await;
-        let mut groups = Groups::new();
+        let mut gathered = spans::Gathered::new();
         let mut cached = 0u32;
         // Runs of pieces that must be computed: (start, end, pieces).
         let mut runs: Vec<Run> = Vec::new();
@@ -701,9 +701,9 @@ impl Federator {
             if let Some(g) = key
                 .as_ref()
                 .and_then(|k| found.get(k))
-                .and_then(|b| spans::decode(b))
+                .and_then(|b| spans::decode_cells(b))
             {
-                merge_groups(&mut groups, g);
+                spans::gather(&mut gathered, g);
                 cached += 1;
                 open = false;
                 continue;
@@ -717,6 +717,7 @@ impl Federator {
             }
             open = true;
         }
+        let mut groups = spans::build(gathered);
         let computed = runs.iter().map(|r| r.2.len() as u32).sum();
         let calls = runs.iter().map(|(a, b, _)| {
             let start = spans::align_up(*a, step, phase);

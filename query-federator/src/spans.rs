@@ -202,14 +202,28 @@ pub fn encode(groups: &Groups) -> Vec<u8> {
     b
 }
 
+/// Cells of one group in time order, as a span holds them.
+pub type Cells = Vec<(i64, Cell)>;
+
 /// Decodes what [`encode`] wrote; `None` for anything else (treated as a miss).
 pub fn decode(b: &[u8]) -> Option<Groups> {
+    Some(
+        decode_cells(b)?
+            .into_iter()
+            .map(|(k, cells)| (k, cells.into_iter().collect()))
+            .collect(),
+    )
+}
+
+/// [`decode`] without building maps: spans of one query are gathered with
+/// [`gather`] and built once with [`build`].
+pub fn decode_cells(b: &[u8]) -> Option<Vec<(SeriesKey, Cells)>> {
     let mut r = Reader { b, at: 0 };
     if r.take(1)?[0] != VERSION {
         return None;
     }
     let n = r.u32()?;
-    let mut out = Groups::new();
+    let mut out = Vec::with_capacity((n as usize).min(b.len() / 8));
     for _ in 0..n {
         let mut parts: [Option<String>; 3] = [None, None, None];
         for p in &mut parts {
@@ -246,17 +260,52 @@ pub fn decode(b: &[u8]) -> Option<Groups> {
                 },
             ));
         }
-        // Encoded in time order: the map is built in bulk.
-        out.insert(
+        out.push((
             SeriesKey {
                 service,
                 source,
                 metric,
             },
-            cells.into_iter().collect(),
-        );
+            cells,
+        ));
     }
     (r.at == b.len()).then_some(out)
+}
+
+/// Cells of several spans by group, not yet merged.
+pub type Gathered = BTreeMap<SeriesKey, Cells>;
+
+/// Adds a decoded span to `into`.
+pub fn gather(into: &mut Gathered, span: Vec<(SeriesKey, Cells)>) {
+    for (k, cells) in span {
+        let e = into.entry(k).or_default();
+        if e.is_empty() {
+            *e = cells;
+        } else {
+            e.extend(cells);
+        }
+    }
+}
+
+/// The groups of gathered spans, cells of equal times merged; a map is built once per
+/// group, in bulk when (as usual) the spans came in time order.
+pub fn build(gathered: Gathered) -> Groups {
+    gathered
+        .into_iter()
+        .map(|(k, mut cells)| {
+            if !cells.is_sorted_by(|a, b| a.0 < b.0) {
+                cells.sort_by_key(|c| c.0);
+                cells.dedup_by(|later, earlier| {
+                    let same = later.0 == earlier.0;
+                    if same {
+                        earlier.1.merge(&later.1);
+                    }
+                    same
+                });
+            }
+            (k, cells.into_iter().collect())
+        })
+        .collect()
 }
 
 struct Reader<'a> {
@@ -364,6 +413,45 @@ mod tests {
                 cacheable: false
             }]
         );
+    }
+
+    #[test]
+    fn gathered_spans_build_the_groups_merge_groups_would() {
+        let cell = |v: f64, ts: i64| Cell {
+            count: 1,
+            sum: v,
+            min: v,
+            max: v,
+            last: v,
+            last_ts: ts,
+        };
+        let key = |src: &str| SeriesKey {
+            service: Some("web".into()),
+            source: Some(src.into()),
+            metric: None,
+        };
+        let span = |src: &str, pts: &[(i64, f64)]| -> Groups {
+            let mut g = Groups::new();
+            g.insert(key(src), pts.iter().map(|&(t, v)| (t, cell(v, t))).collect());
+            g
+        };
+        // In order, out of order, and overlapping (equal times merge).
+        let spans = [
+            span("a", &[(1, 1.0), (2, 2.0)]),
+            span("b", &[(1, 5.0)]),
+            span("a", &[(3, 3.0)]),
+            span("a", &[(0, 0.5), (2, 7.0)]),
+        ];
+        let mut gathered = Gathered::new();
+        let mut merged = Groups::new();
+        for g in &spans {
+            gather(&mut gathered, decode_cells(&encode(g)).unwrap());
+            crate::storage::merge_groups(&mut merged, g.clone());
+        }
+        let built = build(gathered);
+        assert_eq!(built, merged);
+        assert_eq!(built[&key("a")][&2].count, 2);
+        assert_eq!(built[&key("a")].len(), 4);
     }
 
     #[test]

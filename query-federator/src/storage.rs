@@ -67,21 +67,10 @@ pub fn merge_groups(into: &mut Groups, from: Groups) {
         *into = from;
         return;
     }
-    for (k, mut cells) in from {
+    for (k, cells) in from {
         let e = into.entry(k).or_default();
-        // Spans and runs of one query cover disjoint times, mostly in order: whole
-        // maps move instead of cell by cell.
-        let disjoint = match (e.last_key_value(), cells.first_key_value()) {
-            (None, _) | (_, None) => true,
-            (Some((last, _)), Some((first, _))) => last < first,
-        };
-        if disjoint
-            || cells
-                .last_key_value()
-                .zip(e.first_key_value())
-                .is_some_and(|((l, _), (f, _))| l < f)
-        {
-            e.append(&mut cells);
+        if e.is_empty() {
+            *e = cells;
             continue;
         }
         for (t, c) in cells {
