@@ -205,7 +205,21 @@ impl Serialize for ValueText {
         } else if v == f64::NEG_INFINITY {
             s.serialize_str("-Inf")
         } else {
-            s.collect_str(&v)
+            // ryu is several times faster than Display. Its text is Display's when it
+            // has no exponent and at most 15 significant digits (then the shortest
+            // decimal is unique); otherwise Display's plain decimals are written.
+            let mut buf = ryu::Buffer::new();
+            let text = buf.format_finite(v);
+            let digits = text
+                .bytes()
+                .skip_while(|b| matches!(b, b'-' | b'0' | b'.'))
+                .filter(u8::is_ascii_digit)
+                .count();
+            if text.contains('e') || digits > 15 {
+                s.collect_str(&v)
+            } else {
+                s.serialize_str(text.strip_suffix(".0").unwrap_or(text))
+            }
         }
     }
 }
@@ -544,4 +558,44 @@ async fn buildinfo() -> Response {
         &[],
         &[],
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The fast path writes exactly what Display (Prometheus's plain decimals) writes.
+    #[test]
+    fn value_text_in_json_is_display_text() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut vals = vec![
+            0.0,
+            -0.0,
+            1.0,
+            -2.5,
+            1e15,
+            1e16,
+            1e21,
+            1.5e-7,
+            0.1 + 0.2,
+            f64::MAX,
+            f64::MIN_POSITIVE,
+            5e-324,
+            123456789.125,
+            f64::NAN,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        ];
+        for _ in 0..20_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            vals.push(f64::from_bits(x));
+            vals.push((x % 10_000_000) as f64 / 1000.0);
+        }
+        for v in vals {
+            let json = serde_json::to_string(&ValueText(v)).unwrap();
+            assert_eq!(json, format!("\"{}\"", value_text(v)), "{v:e}");
+        }
+    }
 }

@@ -432,7 +432,10 @@ mod tests {
         };
         let span = |src: &str, pts: &[(i64, f64)]| -> Groups {
             let mut g = Groups::new();
-            g.insert(key(src), pts.iter().map(|&(t, v)| (t, cell(v, t))).collect());
+            g.insert(
+                key(src),
+                pts.iter().map(|&(t, v)| (t, cell(v, t))).collect(),
+            );
             g
         };
         // In order, out of order, and overlapping (equal times merge).

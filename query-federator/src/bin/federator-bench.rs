@@ -425,6 +425,23 @@ async fn main() -> anyhow::Result<()> {
         ("in-process tier + memcached", Some(mc_port), LOCAL),
     ] {
         let fed = federator(&grpc, cache, local).await?;
+        if local > 0 {
+            // What any answer costs over this HTTP client and server: the floor.
+            let mut lat = Vec::new();
+            for _ in 0..a.single_runs {
+                let began = Instant::now();
+                http.get(format!("{}/health", fed.url))
+                    .send()
+                    .await?
+                    .bytes()
+                    .await?;
+                lat.push(began.elapsed());
+            }
+            println!(
+                "HTTP round trip of /health (the floor): p50 {:.3} ms",
+                ms(pct(&mut lat, 0.5))
+            );
+        }
         for _ in 0..20 {
             run(&http, &fed, one, end - DAY, end, MIN).await?;
         }
