@@ -325,6 +325,18 @@ impl Storage for MemStorage {
             mutable_after_ms: FUTURE_LIMIT_MS,
         }))
     }
+
+    type WatchEpochsStream = BoxStream<EpochsUpdate>;
+
+    async fn watch_epochs(
+        &self,
+        _request: Request<WatchEpochsRequest>,
+    ) -> Result<Response<Self::WatchEpochsStream>, Status> {
+        // The contract allows it: a client then asks Epochs per query.
+        Err(Status::unimplemented(
+            "this test storage keeps no epoch table",
+        ))
+    }
 }
 
 /// A running server; dropping it shuts the server down.

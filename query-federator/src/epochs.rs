@@ -23,7 +23,7 @@ use tonic::transport::Channel;
 
 /// A copy that heard nothing for this long is not trusted (heartbeats come every
 /// second).
-pub const STALE_AFTER: Duration = Duration::from_secs(2);
+pub const STALE_AFTER: Duration = Duration::from_secs(3);
 
 const DAY_MS: i64 = 86_400_000;
 
