@@ -42,7 +42,14 @@ fn services_offer_the_rpcs_the_issues_need() {
     };
     expect(
         "aerie.storage.v1.Storage",
-        &["Write", "Read", "Index", "ExecuteFragment", "Epochs"],
+        &[
+            "Write",
+            "Read",
+            "Index",
+            "ExecuteFragment",
+            "Epochs",
+            "WatchEpochs",
+        ],
     );
     expect("aerie.collector.v1.Collector", &["Push", "ListRoles"]);
     expect("aerie.query.v1.Query", &["Query", "QueryRange", "Explain"]);
@@ -70,11 +77,12 @@ fn services_offer_the_rpcs_the_issues_need() {
     );
     assert_eq!(services.len(), 5, "{:?}", services.keys());
 
-    // Read and ExecuteFragment stream their answers; nothing else streams.
+    // Read and ExecuteFragment stream their answers, WatchEpochs its changes; nothing
+    // else streams.
     for file in &fds.file {
         for service in &file.service {
             for method in &service.method {
-                let streams = matches!(method.name(), "Read" | "ExecuteFragment");
+                let streams = matches!(method.name(), "Read" | "ExecuteFragment" | "WatchEpochs");
                 assert_eq!(method.server_streaming(), streams, "{}", method.name());
                 assert!(!method.client_streaming(), "{}", method.name());
             }

@@ -315,8 +315,23 @@ fn storage_messages(seen: &mut BTreeSet<String>) {
         seen,
         "aerie.storage.v1.EpochsResponse",
         EpochsResponse {
-            epochs: vec![epoch],
+            epochs: vec![epoch.clone()],
             mutable_after_ms: 1_700_000_000_000,
+        },
+    );
+    check(
+        seen,
+        "aerie.storage.v1.WatchEpochsRequest",
+        WatchEpochsRequest {},
+    );
+    check_set(
+        seen,
+        "aerie.storage.v1.EpochsUpdate",
+        EpochsUpdate {
+            snapshot: true,
+            epochs: vec![epoch],
+            now_ms: 1_700_000_000_000,
+            ooo_window_ms: 600_000,
         },
     );
 }
