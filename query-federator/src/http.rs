@@ -192,6 +192,26 @@ impl Serialize for PointJson {
     }
 }
 
+/// Whether the exact decimal expansion of finite, normal `v` has at least 19
+/// significant digits: `v = m / 2^k` with `m` odd and `k > 0` expands to the
+/// digits of `m * 5^k`, at least `(bits(m) - 1) log10 2 + k log10 5` of them.
+fn long_exact(v: f64) -> bool {
+    let bits = v.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i32;
+    if exp == 0 || exp == 0x7ff {
+        return false;
+    }
+    let mant = (bits & ((1u64 << 52) - 1)) | (1u64 << 52);
+    let tz = mant.trailing_zeros() as i32;
+    let k = 1075 - exp - tz;
+    if k <= 0 {
+        return false;
+    }
+    let m_bits = 64 - (mant >> tz).leading_zeros() as i32;
+    f64::from(m_bits - 1) * std::f64::consts::LOG10_2 + f64::from(k) * 0.698_970_004_336_018_8
+        >= 18.0
+}
+
 /// A value as its text ([`value_text`]), written straight into the output.
 struct ValueText(f64);
 
@@ -204,10 +224,17 @@ impl Serialize for ValueText {
             s.serialize_str("+Inf")
         } else if v == f64::NEG_INFINITY {
             s.serialize_str("-Inf")
+        } else if v == v.trunc() && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+            // Whole values (counters, most gauges) as integers: Display's text too.
+            s.serialize_str(itoa::Buffer::new().format(v as i64))
         } else {
-            // ryu is several times faster than Display. Its text is Display's when it
-            // has no exponent and at most 15 significant digits (then the shortest
-            // decimal is unique); otherwise Display's plain decimals are written.
+            // ryu is several times faster than Display. Both write the shortest
+            // decimal that reads back; they differ only on an exact tie between two
+            // such decimals. A tie needs the exact binary value to have one digit
+            // more than the shortest text: impossible with at most 15 digits (the
+            // shortest is unique) or when the exact value has 19 digits or more.
+            // Otherwise, and where ryu writes an exponent, Display's plain decimals
+            // (Prometheus's form) are written.
             let mut buf = ryu::Buffer::new();
             let text = buf.format_finite(v);
             let digits = text
@@ -215,7 +242,7 @@ impl Serialize for ValueText {
                 .skip_while(|b| matches!(b, b'-' | b'0' | b'.'))
                 .filter(u8::is_ascii_digit)
                 .count();
-            if text.contains('e') || digits > 15 {
+            if text.contains('e') || (digits > 15 && !long_exact(v)) {
                 s.collect_str(&v)
             } else {
                 s.serialize_str(text.strip_suffix(".0").unwrap_or(text))
@@ -586,13 +613,18 @@ mod tests {
             f64::INFINITY,
             f64::NEG_INFINITY,
         ];
-        for _ in 0..20_000 {
+        for i in 0..60_000 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
             vals.push(f64::from_bits(x));
             vals.push((x % 10_000_000) as f64 / 1000.0);
+            // Few fractional bits: where ties between shortest decimals happen
+            // (e.g. 1434683076444.40625).
+            let m = (x >> 11) as f64;
+            vals.push(m / f64::from(1u32 << (i % 12)) * 2f64.powi((i % 21) - 10));
         }
+        vals.push(1_434_683_076_444.0 + 13.0 / 32.0);
         for v in vals {
             let json = serde_json::to_string(&ValueText(v)).unwrap();
             assert_eq!(json, format!("\"{}\"", value_text(v)), "{v:e}");
