@@ -522,14 +522,7 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     assert_eq!(s, 200, "{first}");
     let hits0 = counter(&cached.http, "federator/cache/hits").await;
     // Spans are stored after the answer; wait for them.
-    let mut stores = 0;
-    for _ in 0..100 {
-        stores = counter(&cached.http, "federator/cache/stores").await;
-        if stores >= 50 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let stores = counter_reaches(&cached.http, "federator/cache/stores", 50).await;
     assert!(
         stores >= 50,
         "7 days split into at least 56 spans of 3h, stored {stores}"
@@ -608,16 +601,27 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     st.stop();
 }
 
-/// Waits until the federator's epoch watch brought a bump past `before`: storage
-/// sends it before acknowledging the write, but it crosses the network on its own.
-async fn bump_heard(fed: &Running, before: u64) {
+/// Polls `name` for up to 2 s until it reaches `at_least`; returns its last value.
+async fn counter_reaches(http: &str, name: &str, at_least: u64) -> u64 {
+    let mut n = 0;
     for _ in 0..200 {
-        if counter(&fed.http, "federator/epochs/bumps_heard").await > before {
-            return;
+        n = counter(http, name).await;
+        if n >= at_least {
+            break;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    panic!("no epoch bump reached the federator within 2 s");
+    n
+}
+
+/// Waits until the federator's epoch watch brought a bump past `before`: storage
+/// sends it before acknowledging the write, but it crosses the network on its own.
+async fn bump_heard(fed: &Running, before: u64) {
+    let heard = counter_reaches(&fed.http, "federator/epochs/bumps_heard", before + 1).await;
+    assert!(
+        heard > before,
+        "no epoch bump reached the federator within 2 s"
+    );
 }
 
 #[tokio::test]

@@ -21,6 +21,9 @@ use query_lang::Matcher;
 use tokio::time::Instant;
 use tonic::transport::Channel;
 
+use crate::params::now_ms;
+use crate::storage::Epochs;
+
 /// A copy that heard nothing for this long is not trusted (heartbeats come every
 /// second).
 pub const STALE_AFTER: Duration = Duration::from_secs(3);
@@ -49,25 +52,10 @@ struct CopyState {
     table: HashMap<String, BTreeMap<i64, u64>>,
 }
 
-/// What one endpoint's copy says about a range, when it can be trusted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Known {
-    /// (service, day start ms) -> epoch, for the services matched.
-    pub epochs: BTreeMap<(String, i64), u64>,
-    /// Spans ending at or before this are immutable.
-    pub mutable_after_ms: i64,
-}
-
-fn wall_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
-
 impl EpochCopy {
     /// Starts the watch on first use (on the current runtime) and answers from the
     /// copy if it is healthy: the epochs of the services `service` matches on the
-    /// days overlapping `[start, end)`.
+    /// days overlapping `[start, end)`, as one endpoint's share of a zone's.
     pub fn known(
         self: &Arc<Self>,
         url: &str,
@@ -75,7 +63,7 @@ impl EpochCopy {
         service: &Matcher,
         start: i64,
         end: i64,
-    ) -> Option<Known> {
+    ) -> Option<Epochs> {
         if !self.started.swap(true, Ordering::AcqRel) {
             tokio::spawn(watch(url.to_string(), client.clone(), Arc::downgrade(self)));
             return None;
@@ -99,9 +87,9 @@ impl EpochCopy {
                 }
             }
         }
-        Some(Known {
+        Some(Epochs {
             epochs,
-            mutable_after_ms: wall_ms() + st.offset_ms - st.ooo_window_ms,
+            mutable_after_ms: now_ms() + st.offset_ms - st.ooo_window_ms,
         })
     }
 
@@ -127,7 +115,7 @@ impl EpochCopy {
             st.live = true;
         }
         st.heard = Some(Instant::now());
-        st.offset_ms = u.now_ms - wall_ms();
+        st.offset_ms = u.now_ms - now_ms();
         st.ooo_window_ms = u.ooo_window_ms;
         for e in u.epochs {
             let slot = st
@@ -210,12 +198,12 @@ mod tests {
         api::EpochsUpdate {
             snapshot,
             epochs,
-            now_ms: wall_ms(),
+            now_ms: now_ms(),
             ooo_window_ms: 600_000,
         }
     }
 
-    fn known(c: &Arc<EpochCopy>, m: &Matcher, start: i64, end: i64) -> Option<Known> {
+    fn known(c: &Arc<EpochCopy>, m: &Matcher, start: i64, end: i64) -> Option<Epochs> {
         // Marked started: no watch task in a unit test.
         c.started.store(true, Ordering::Release);
         let client = StorageClient::new(
@@ -236,7 +224,7 @@ mod tests {
             vec![(("web".into(), DAY_MS), 5)],
             "only the days overlapping the range"
         );
-        let lag = wall_ms() - 600_000 - k.mutable_after_ms;
+        let lag = now_ms() - 600_000 - k.mutable_after_ms;
         assert!((-1000..1000).contains(&lag), "{lag}");
         c.apply(update(false, vec![bump("web", 1, 9), bump("web", 1, 6)]));
         let web = Matcher::Literal("web".into());

@@ -29,6 +29,7 @@ use tonic::transport::Channel;
 use crate::cache::Cache;
 use crate::config::Limits;
 use crate::error::QueryError;
+use crate::params::now_ms;
 use crate::spans::{self, Piece};
 use crate::storage::{
     Cell, Cost, Epochs, Groups, StorageFragment, Zone, ZoneFailure, merge_groups,
@@ -213,12 +214,6 @@ struct Surveyed {
 
 /// Most fetched points evaluated on the answering task instead of the blocking pool.
 const INLINE_EVAL_POINTS: usize = 5_000;
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
 
 impl Federator {
     /// The engine over `zones`, with `cache` and an optional collector for roles.

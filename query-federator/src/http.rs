@@ -155,23 +155,43 @@ pub fn secs(ms: i64) -> Json {
 
 /// A sample value as Prometheus writes it.
 pub fn value_text(v: f64) -> String {
-    let mut out = String::new();
-    write_value(v, &mut out);
-    out
+    with_value_text(v, str::to_owned)
 }
 
-/// [`value_text`] into `out` (cleared first).
-fn write_value(v: f64, out: &mut String) {
-    use std::fmt::Write;
-    out.clear();
+/// Calls `f` with the text of `v` as Prometheus writes it (`NaN`, `+Inf`, `-Inf`,
+/// else Go's plain shortest decimal, which is Rust's Display), built on the stack
+/// for whole values and wherever ryu's text is Display's.
+fn with_value_text<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     if v.is_nan() {
-        out.push_str("NaN");
-    } else if v == f64::INFINITY {
-        out.push_str("+Inf");
-    } else if v == f64::NEG_INFINITY {
-        out.push_str("-Inf");
+        return f("NaN");
+    }
+    if v == f64::INFINITY {
+        return f("+Inf");
+    }
+    if v == f64::NEG_INFINITY {
+        return f("-Inf");
+    }
+    if v == v.trunc() && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
+        // Whole values (counters, most gauges) as integers: Display's text too.
+        return f(itoa::Buffer::new().format(v as i64));
+    }
+    // ryu is several times faster than Display. Both write the shortest decimal that
+    // reads back; they differ only on an exact tie between two such decimals. A tie
+    // needs the exact binary value to have one digit more than the shortest text:
+    // impossible with at most 15 digits (the shortest is unique) or when the exact
+    // value has 19 digits or more. Otherwise, and where ryu writes an exponent,
+    // Display's plain decimals are written.
+    let mut buf = ryu::Buffer::new();
+    let text = buf.format_finite(v);
+    let digits = text
+        .bytes()
+        .skip_while(|b| matches!(b, b'-' | b'0' | b'.'))
+        .filter(u8::is_ascii_digit)
+        .count();
+    if text.contains('e') || (digits > 15 && !long_exact(v)) {
+        f(&v.to_string())
     } else {
-        let _ = write!(out, "{v}");
+        f(text.strip_suffix(".0").unwrap_or(text))
     }
 }
 
@@ -212,42 +232,13 @@ fn long_exact(v: f64) -> bool {
         >= 18.0
 }
 
-/// A value as its text ([`value_text`]), written straight into the output.
+/// A value as its text ([`value_text`]), written straight into the output without a
+/// `String` of its own.
 struct ValueText(f64);
 
 impl Serialize for ValueText {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let v = self.0;
-        if v.is_nan() {
-            s.serialize_str("NaN")
-        } else if v == f64::INFINITY {
-            s.serialize_str("+Inf")
-        } else if v == f64::NEG_INFINITY {
-            s.serialize_str("-Inf")
-        } else if v == v.trunc() && v.abs() < 1e15 && !(v == 0.0 && v.is_sign_negative()) {
-            // Whole values (counters, most gauges) as integers: Display's text too.
-            s.serialize_str(itoa::Buffer::new().format(v as i64))
-        } else {
-            // ryu is several times faster than Display. Both write the shortest
-            // decimal that reads back; they differ only on an exact tie between two
-            // such decimals. A tie needs the exact binary value to have one digit
-            // more than the shortest text: impossible with at most 15 digits (the
-            // shortest is unique) or when the exact value has 19 digits or more.
-            // Otherwise, and where ryu writes an exponent, Display's plain decimals
-            // (Prometheus's form) are written.
-            let mut buf = ryu::Buffer::new();
-            let text = buf.format_finite(v);
-            let digits = text
-                .bytes()
-                .skip_while(|b| matches!(b, b'-' | b'0' | b'.'))
-                .filter(u8::is_ascii_digit)
-                .count();
-            if text.contains('e') || (digits > 15 && !long_exact(v)) {
-                s.collect_str(&v)
-            } else {
-                s.serialize_str(text.strip_suffix(".0").unwrap_or(text))
-            }
-        }
+        with_value_text(self.0, |t| s.serialize_str(t))
     }
 }
 
@@ -591,7 +582,7 @@ async fn buildinfo() -> Response {
 mod tests {
     use super::*;
 
-    /// The fast path writes exactly what Display (Prometheus's plain decimals) writes.
+    /// The fast paths write exactly what Display (Prometheus's plain decimals) writes.
     #[test]
     fn value_text_in_json_is_display_text() {
         let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -626,8 +617,16 @@ mod tests {
         }
         vals.push(1_434_683_076_444.0 + 13.0 / 32.0);
         for v in vals {
+            // The reference is Display itself, not the code under test.
+            let display = match v {
+                _ if v.is_nan() => "NaN".to_string(),
+                f64::INFINITY => "+Inf".to_string(),
+                f64::NEG_INFINITY => "-Inf".to_string(),
+                _ => format!("{v}"),
+            };
             let json = serde_json::to_string(&ValueText(v)).unwrap();
-            assert_eq!(json, format!("\"{}\"", value_text(v)), "{v:e}");
+            assert_eq!(json, format!("\"{display}\""), "{v:e}");
+            assert_eq!(value_text(v), display, "{v:e}");
         }
     }
 }

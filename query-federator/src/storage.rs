@@ -244,6 +244,29 @@ pub struct Epochs {
     pub mutable_after_ms: i64,
 }
 
+impl Epochs {
+    /// Nothing known yet: the identity of [`Epochs::add`].
+    pub fn none() -> Self {
+        Epochs {
+            epochs: BTreeMap::new(),
+            mutable_after_ms: i64::MAX,
+        }
+    }
+
+    /// Folds in one endpoint's epochs: a zone's epoch of a (service, day) is the sum
+    /// over its endpoints, and it is immutable only before every endpoint's bound.
+    pub fn add(
+        &mut self,
+        mutable_after_ms: i64,
+        epochs: impl IntoIterator<Item = ((String, i64), u64)>,
+    ) {
+        self.mutable_after_ms = self.mutable_after_ms.min(mutable_after_ms);
+        for (key, e) in epochs {
+            *self.epochs.entry(key).or_default() += e;
+        }
+    }
+}
+
 /// The clients of a zone's storage-frontends, with their watched epoch tables.
 type Clients = Vec<(String, StorageClient<Channel>, Arc<EpochCopy>)>;
 
@@ -580,16 +603,10 @@ impl Zone {
         if known.is_empty() {
             return None;
         }
-        let mut out = Epochs {
-            epochs: BTreeMap::new(),
-            mutable_after_ms: i64::MAX,
-        };
+        let mut out = Epochs::none();
         for k in known {
             let k = k?;
-            out.mutable_after_ms = out.mutable_after_ms.min(k.mutable_after_ms);
-            for (key, e) in k.epochs {
-                *out.epochs.entry(key).or_default() += e;
-            }
+            out.add(k.mutable_after_ms, k.epochs);
         }
         Some(out)
     }
@@ -612,15 +629,14 @@ impl Zone {
         let answers = self
             .unary_all(req, deadline, |mut c, r| async move { c.epochs(r).await })
             .await?;
-        let mut out = Epochs {
-            epochs: BTreeMap::new(),
-            mutable_after_ms: i64::MAX,
-        };
+        let mut out = Epochs::none();
         for resp in answers {
-            out.mutable_after_ms = out.mutable_after_ms.min(resp.mutable_after_ms);
-            for e in resp.epochs {
-                *out.epochs.entry((e.service, e.day_start_ms)).or_default() += e.epoch;
-            }
+            out.add(
+                resp.mutable_after_ms,
+                resp.epochs
+                    .into_iter()
+                    .map(|e| ((e.service, e.day_start_ms), e.epoch)),
+            );
         }
         Ok(out)
     }
