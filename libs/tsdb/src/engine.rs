@@ -1131,20 +1131,20 @@ impl Engine {
                 .map(|&(ids, gs)| {
                     scope.spawn(move || -> Result<(Vec<Vec<Partial>>, u64)> {
                         let mut acc = vec![vec![Partial::EMPTY; n]; ngroups];
-                        let mut fold = StepFold::new(f.start, f.step, n, f.per_step);
                         let mut touched = 0u64;
                         let mut scratch = Scratch::default();
                         for batch in ids.chunks(256).zip(gs.chunks(256)) {
                             let srcs = self.sources(batch.0, lo, hi);
                             for (s, &g) in srcs.iter().zip(batch.1) {
-                                fold.reset();
+                                let mut fold = StepFold::new(
+                                    f.start,
+                                    f.step,
+                                    f.per_step,
+                                    &mut acc[g as usize],
+                                );
                                 touched +=
                                     fold_series(s, &mut fold, rollup, f.per_step, &mut scratch)?;
                                 fold.flush();
-                                let a = &mut acc[g as usize];
-                                for &(k, v, ts) in &fold.out {
-                                    a[k as usize].merge(&Partial::of(v, ts));
-                                }
                             }
                         }
                         Ok((acc, touched))
@@ -1197,20 +1197,16 @@ impl Engine {
         result.series = keys.len();
         result.rollup_ms = None;
         let mut groups: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
-        let mut fold = StepFold::new(f.start, f.step, n, f.per_step);
         for k in keys {
             let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
             result.samples += pts.len() as u64;
-            fold.reset();
+            let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
+            let a = groups.entry(gk).or_insert_with(|| vec![Partial::EMPTY; n]);
+            let mut fold = StepFold::new(f.start, f.step, f.per_step, a);
             for p in pts {
                 fold.raw(p.ts, p.sum);
             }
             fold.flush();
-            let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
-            let a = groups.entry(gk).or_insert_with(|| vec![Partial::EMPTY; n]);
-            for &(i, v, ts) in &fold.out {
-                a[i as usize].merge(&Partial::of(v, ts));
-            }
         }
         result.groups = groups
             .into_iter()
@@ -1244,12 +1240,11 @@ struct Scratch {
 /// Feeds one series into `fold`; returns samples/buckets read.
 fn fold_series(
     s: &SeriesSources,
-    fold: &mut StepFold,
+    fold: &mut StepFold<'_>,
     rollup: Option<usize>,
     agg: StepAgg,
     sc: &mut Scratch,
 ) -> Result<u64> {
-    let (lo, hi) = fold.bounds();
     // Sources in time order; any overlap (late blocks, head over sealed
     // data) takes the merging path.
     let mut spans: Vec<(i64, i64)> = s.blocks.iter().map(|(_, e)| (e.min_t, e.max_t)).collect();
@@ -1263,9 +1258,7 @@ fn fold_series(
         sc.merged.clear();
         sc.merged.add_sources(s)?;
         let (ts, vals) = sc.merged.finish();
-        for (&t, &v) in ts.iter().zip(vals) {
-            fold.raw(t, v);
-        }
+        fold.run(ts, vals);
         return Ok(ts.len() as u64);
     }
     let mut order: Vec<usize> = (0..s.blocks.len()).collect();
@@ -1297,6 +1290,11 @@ fn fold_series(
                 r.max.clear();
                 b.rollup(e, k, cols, r)?;
                 touched += r.labels.len() as u64;
+                if agg == StepAgg::Last {
+                    // A bucket's last is the last sample of the bucket.
+                    fold.run(&r.labels, &r.last);
+                    continue;
+                }
                 for j in 0..r.labels.len() {
                     let c = if cols.count { r.count[j] } else { 1.0 };
                     let sum = if cols.sum { r.sum[j] } else { 0.0 };
@@ -1310,11 +1308,7 @@ fn fold_series(
                 sc.vals.clear();
                 b.raw(e, &mut sc.ts, &mut sc.vals)?;
                 touched += sc.ts.len() as u64;
-                for (&t, &v) in sc.ts.iter().zip(&sc.vals) {
-                    if t >= lo && t <= hi {
-                        fold.raw(t, v);
-                    }
-                }
+                fold.run(&sc.ts, &sc.vals);
             }
         }
     }
@@ -1324,10 +1318,8 @@ fn fold_series(
     Ok(touched)
 }
 
-fn feed_head(s: &SeriesSources, fold: &mut StepFold) -> u64 {
-    for (&t, &v) in s.head_ts.iter().zip(&s.head_vals) {
-        fold.raw(t, v);
-    }
+fn feed_head(s: &SeriesSources, fold: &mut StepFold<'_>) -> u64 {
+    fold.run(&s.head_ts, &s.head_vals);
     s.head_ts.len() as u64
 }
 

@@ -6,6 +6,8 @@
 //! (one decimal), constants and sparse series, at 1-minute resolution.
 //! Full run: 10,000 series x 7 days (100.8 M samples) and 1,000,000 active
 //! head series; `--quick` shrinks both to finish in under a minute.
+//! `--keep DIR` leaves the loaded store in `DIR`; `--reads DIR` opens a store
+//! kept that way and runs only the reads (for profiling the read path).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -161,8 +163,71 @@ fn ingest(
     (samples, spent)
 }
 
-/// Removes the bench directory on exit.
-struct Cleanup(std::path::PathBuf);
+/// Single-series and whole-store reads from a freshly opened store: the
+/// single-series p50 and the best of three sums at 1 m, 5 m and 1 h steps.
+fn reads(
+    dir: &std::path::Path,
+    opts: Options,
+    keys: &[(String, String, &str)],
+    days: i64,
+    end: i64,
+) -> (f64, Vec<f64>) {
+    // Reads from a freshly opened store.
+    let t = Instant::now();
+    let e = Engine::open(dir, opts).expect("reopen");
+    println!("reopen: {:.1} ms", ms(t.elapsed()));
+    let mut lat = Vec::new();
+    let mut g = Gen::new(1);
+    for _ in 0..200 {
+        let i = (g.next_u64() % keys.len() as u64) as usize;
+        let d = (g.next_u64() % days as u64) as i64;
+        let k = &keys[i];
+        let key = SeriesKey::new(k.0.clone(), k.1.clone(), k.2);
+        let t = Instant::now();
+        let s = e
+            .read_range(&key, T0 + d * 1440 * MIN, T0 + (d + 1) * 1440 * MIN)
+            .expect("read");
+        lat.push(ms(t.elapsed()));
+        assert!(!s.is_empty());
+    }
+    lat.sort_by(f64::total_cmp);
+    let p50 = lat[lat.len() / 2];
+    println!(
+        "single series, one day raw: p50 {p50:.3} ms, p99 {:.3} ms",
+        lat[lat.len() * 99 / 100]
+    );
+
+    let mut sums = Vec::new();
+    for step in [MIN, 5 * MIN, 60 * MIN] {
+        let f = Fragment {
+            selector: Selector::parse("*", "*", "*").expect("selector"),
+            start: T0 + step,
+            end: end + step,
+            step,
+            per_step: StepAgg::Last,
+            group_by: vec![],
+        };
+        let mut best = f64::MAX;
+        let mut touched = 0;
+        for _ in 0..3 {
+            let t = Instant::now();
+            let r = e.aggregate(&f).expect("aggregate");
+            best = best.min(ms(t.elapsed()));
+            touched = r.samples;
+            assert_eq!(r.series, keys.len());
+        }
+        println!(
+            "sum over {} series x {days} d at step {} s: {best:.1} ms ({touched} samples/buckets read)",
+            keys.len(),
+            step / 1000
+        );
+        sums.push(best);
+    }
+    (p50, sums)
+}
+
+/// Removes the bench directory on exit unless it was asked to be kept.
+struct Cleanup(std::path::PathBuf, bool);
 
 impl Cleanup {
     fn path(&self) -> &std::path::Path {
@@ -172,12 +237,23 @@ impl Cleanup {
 
 impl Drop for Cleanup {
     fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
+        if self.1 {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
     }
 }
 
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
+}
+
+/// The value after `flag` on the command line.
+fn flag_value(flag: &str) -> Option<std::path::PathBuf> {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == flag)
+        .and_then(|i| args.get(i + 1))
+        .map(Into::into)
 }
 
 fn main() {
@@ -187,9 +263,23 @@ fn main() {
     } else {
         (10_000, 7, 1_000_000, 10)
     };
-    let base_dir = std::env::temp_dir().join(format!("tsdb-bench-{}", std::process::id()));
+    let keys: Vec<_> = (0..n_series).map(key_parts).collect();
+    let end = T0 + days * 1440 * MIN;
+    if let Some(dir) = flag_value("--reads") {
+        let clock = Arc::new(ManualClock::new(end + 3_600_000));
+        let opts = Options {
+            clock,
+            ..Options::default()
+        };
+        reads(&dir.join("store"), opts, &keys, days, end);
+        return;
+    }
+    let kept = flag_value("--keep");
+    let base_dir = kept
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("tsdb-bench-{}", std::process::id())));
     std::fs::create_dir_all(&base_dir).expect("create bench dir");
-    let base = Cleanup(base_dir);
+    let base = Cleanup(base_dir, kept.is_none());
     println!(
         "tsdb-bench: {} mode, {n_series} series x {days} days, {head_series} head series",
         if quick { "quick" } else { "full" }
@@ -223,9 +313,7 @@ fn main() {
         per
     };
 
-    let keys: Vec<_> = (0..n_series).map(key_parts).collect();
     let dir = base.path().join("store");
-    let end = T0 + days * 1440 * MIN;
 
     // Backfill: history loaded in time order, group commit with fsync.
     let clock = Arc::new(ManualClock::new(end + 3_600_000));
@@ -284,56 +372,7 @@ fn main() {
     drop(live);
     let ingest_rate = live_rate.min(bf_rate);
 
-    // Reads from a freshly opened store.
-    let t = Instant::now();
-    let e = Engine::open(&dir, opts).expect("reopen");
-    println!("reopen: {:.1} ms", ms(t.elapsed()));
-    let mut lat = Vec::new();
-    let mut g = Gen::new(1);
-    for _ in 0..200 {
-        let i = (g.next_u64() % n_series as u64) as usize;
-        let d = (g.next_u64() % days as u64) as i64;
-        let k = &keys[i];
-        let key = SeriesKey::new(k.0.clone(), k.1.clone(), k.2);
-        let t = Instant::now();
-        let s = e
-            .read_range(&key, T0 + d * 1440 * MIN, T0 + (d + 1) * 1440 * MIN)
-            .expect("read");
-        lat.push(ms(t.elapsed()));
-        assert!(!s.is_empty());
-    }
-    lat.sort_by(f64::total_cmp);
-    let p50 = lat[lat.len() / 2];
-    println!(
-        "single series, one day raw: p50 {p50:.3} ms, p99 {:.3} ms",
-        lat[lat.len() * 99 / 100]
-    );
-
-    let mut sums = Vec::new();
-    for step in [MIN, 5 * MIN, 60 * MIN] {
-        let f = Fragment {
-            selector: Selector::parse("*", "*", "*").expect("selector"),
-            start: T0 + step,
-            end: end + step,
-            step,
-            per_step: StepAgg::Last,
-            group_by: vec![],
-        };
-        let mut best = f64::MAX;
-        let mut touched = 0;
-        for _ in 0..3 {
-            let t = Instant::now();
-            let r = e.aggregate(&f).expect("aggregate");
-            best = best.min(ms(t.elapsed()));
-            touched = r.samples;
-            assert_eq!(r.series, n_series);
-        }
-        println!(
-            "sum over {n_series} series x {days} d at step {} s: {best:.1} ms ({touched} samples/buckets read)",
-            step / 1000
-        );
-        sums.push(best);
-    }
+    let (p50, sums) = reads(&dir, opts, &keys, days, end);
     println!(
         "{{\"ingest_samples_per_sec_per_core\":{:.0},\"bytes_per_sample\":{:.3},\"raw_bytes_per_sample\":{:.3},\"head_bytes_per_series\":{:.0},\"single_series_day_p50_ms\":{:.3},\"sum_10k_7d_raw_ms\":{:.1},\"sum_10k_7d_5m_ms\":{:.1},\"sum_10k_7d_1h_ms\":{:.1}}}",
         ingest_rate,
