@@ -167,6 +167,47 @@ impl<'a> BitReader<'a> {
     }
 }
 
+impl BitReader<'_> {
+    /// Reads `count` fields of `width` bits each, handing each to `f`:
+    /// the bounds are checked once for the whole run, so packed blocks
+    /// decode at a load and two shifts per field. `None` (and nothing
+    /// read) when the run goes past the end.
+    #[inline]
+    pub fn read_fields(&mut self, width: u32, count: usize, mut f: impl FnMut(u64)) -> Option<()> {
+        let total = u64::from(width).checked_mul(count as u64)?;
+        if width > 64 || self.pos.checked_add(total)? > self.end {
+            return None;
+        }
+        if width == 0 {
+            (0..count).for_each(|_| f(0));
+            return Some(());
+        }
+        if width > 56 {
+            for _ in 0..count {
+                f(self.read_bits(width)?);
+            }
+            return Some(());
+        }
+        let mut pos = self.pos;
+        for _ in 0..count {
+            let byte = (pos >> 3) as usize;
+            let word = match self.buf.get(byte..byte + 8) {
+                Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+                None => {
+                    let mut tmp = [0u8; 8];
+                    let tail = self.buf.get(byte..).unwrap_or_default();
+                    tmp[..tail.len()].copy_from_slice(tail);
+                    u64::from_be_bytes(tmp)
+                }
+            };
+            f((word << (pos & 7)) >> (64 - width));
+            pos += u64::from(width);
+        }
+        self.pos = pos;
+        Some(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -188,6 +229,30 @@ mod tests {
             }
             prop_assert_eq!(r.remaining(), 0);
             prop_assert_eq!(r.read_bit(), None);
+        }
+
+        #[test]
+        fn runs_of_fields_read_as_single_fields(vals in proptest::collection::vec(any::<u64>(), 0..100),
+                                                width in 0u32..=64, lead in 0u32..8) {
+            let mask = if width == 64 { u64::MAX } else { (1u64 << width) - 1 };
+            let mut w = BitWriter::new();
+            w.write_bits(0, lead);
+            for &v in &vals {
+                w.write_bits(v, width);
+            }
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            let mut got = Vec::new();
+            prop_assert!(r.read_fields(width, vals.len(), |v| got.push(v)).is_some());
+            prop_assert_eq!(got, vals.iter().map(|v| v & mask).collect::<Vec<_>>());
+            prop_assert_eq!(r.remaining(), 0);
+            // One field more than there is reads nothing.
+            if width > 0 {
+                let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+                r.read_bits(lead);
+                prop_assert!(r.read_fields(width, vals.len() + 1, |_| ()).is_none());
+                prop_assert_eq!(r.remaining(), w.len_bits() - u64::from(lead));
+            }
         }
     }
 }

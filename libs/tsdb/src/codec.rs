@@ -328,6 +328,12 @@ fn pack(res: &[i64]) -> BitWriter {
 fn unpack(r: &mut BitReader<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
     out.clear();
     out.reserve(n);
+    unpack_with(r, n, |v| out.push(v))
+}
+
+/// Reads `n` residuals written by [`pack`], handing each to `f` in order.
+#[inline]
+fn unpack_with(r: &mut BitReader<'_>, n: usize, mut f: impl FnMut(i64)) -> Result<(), DecodeError> {
     let mut prev_min = 0i64;
     let mut left = n;
     while left > 0 {
@@ -341,12 +347,8 @@ fn unpack(r: &mut BitReader<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), Dec
         let d = read_dod(r).ok_or(DecodeError("packed block ends early"))?;
         let lo = prev_min.wrapping_add(d);
         prev_min = lo;
-        for _ in 0..take {
-            let v = r
-                .read_bits(width)
-                .ok_or(DecodeError("packed block ends early"))?;
-            out.push(lo.wrapping_add(v as i64));
-        }
+        r.read_fields(width, take, |v| f(lo.wrapping_add(v as i64)))
+            .ok_or(DecodeError("packed block ends early"))?;
         left -= take;
     }
     Ok(())
@@ -396,24 +398,6 @@ fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
     }
     residuals(ms, best.0, &mut res);
     (best.0, pack(&res))
-}
-
-/// Rebuilds mantissas from `m0` and residuals of `order`.
-fn unresidual(m0: i64, order: u8, res: &[i64], vals: &mut Vec<f64>, scale: usize) {
-    let mut m = m0;
-    let mut delta = 0i64;
-    vals.push(from_mantissa(m, scale));
-    for &r in res {
-        match order {
-            0 => m = r,
-            1 => m = m.wrapping_add(r),
-            _ => {
-                delta = delta.wrapping_add(r);
-                m = m.wrapping_add(delta);
-            }
-        }
-        vals.push(from_mantissa(m, scale));
-    }
 }
 
 /// The Int stream (adaptive widths) that older blocks hold; only tests write it now.
@@ -703,10 +687,23 @@ fn decode_packed(
     }
     let m0 = get_varint(buf, pos)?;
     let mut r = get_stream(buf, pos)?;
-    let mut res = Vec::new();
-    unpack(&mut r, n.saturating_sub(1), &mut res)?;
-    unresidual(m0, order, &res, vals, scale);
-    Ok(())
+    // Residuals become values as they are read: no residual buffer.
+    let rest = n.saturating_sub(1);
+    vals.reserve(n);
+    vals.push(from_mantissa(m0, scale));
+    let (mut m, mut delta) = (m0, 0i64);
+    match order {
+        0 => unpack_with(&mut r, rest, |x| vals.push(from_mantissa(x, scale))),
+        1 => unpack_with(&mut r, rest, |x| {
+            m = m.wrapping_add(x);
+            vals.push(from_mantissa(m, scale));
+        }),
+        _ => unpack_with(&mut r, rest, |x| {
+            delta = delta.wrapping_add(x);
+            m = m.wrapping_add(delta);
+            vals.push(from_mantissa(m, scale));
+        }),
+    }
 }
 
 /// Decodes the mantissa part of an Int value block (adaptive widths): `n`

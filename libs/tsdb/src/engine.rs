@@ -23,7 +23,7 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::head::HeadPartition;
 use crate::index::{Index, Matcher, Selector};
-use crate::query::{Fragment, FragmentResult, GroupResult, Partial, StepAgg, StepFold};
+use crate::query::{Fragment, FragmentResult, GroupResult, Partials, StepAgg, StepFold};
 use crate::types::*;
 use crate::wal::{FsyncPolicy, RecordBuf, Wal, replay, sync_dir};
 
@@ -1125,12 +1125,12 @@ impl Engine {
         let chunks: Vec<(&[SeriesId], &[u32])> =
             sids.chunks(per).zip(group_of.chunks(per)).collect();
         let ngroups = group_keys.len();
-        let partials: Vec<Result<(Vec<Vec<Partial>>, u64)>> = std::thread::scope(|scope| {
+        let partials: Vec<Result<(Vec<Partials>, u64)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|&(ids, gs)| {
-                    scope.spawn(move || -> Result<(Vec<Vec<Partial>>, u64)> {
-                        let mut acc = vec![vec![Partial::EMPTY; n]; ngroups];
+                    scope.spawn(move || -> Result<(Vec<Partials>, u64)> {
+                        let mut acc = vec![Partials::new(n); ngroups];
                         let mut touched = 0u64;
                         let mut scratch = Scratch::default();
                         for batch in ids.chunks(256).zip(gs.chunks(256)) {
@@ -1156,27 +1156,25 @@ impl Engine {
                 .map(|h| h.join().expect("query worker panicked"))
                 .collect()
         });
-        let mut total = vec![vec![Partial::EMPTY; n]; ngroups];
+        let mut total: Option<Vec<Partials>> = None;
         for p in partials {
             let (acc, touched) = p?;
             result.samples += touched;
-            for (t, a) in total.iter_mut().zip(acc) {
-                for (x, y) in t.iter_mut().zip(a) {
-                    x.merge(&y);
+            match &mut total {
+                None => total = Some(acc),
+                Some(t) => {
+                    for (t, a) in t.iter_mut().zip(&acc) {
+                        t.merge(a);
+                    }
                 }
             }
         }
         result.groups = group_keys
             .into_iter()
-            .zip(total)
+            .zip(total.unwrap_or_default())
             .map(|(key, parts)| GroupResult {
                 key,
-                points: parts
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.count > 0)
-                    .map(|(k, p)| (f.start + k as i64 * f.step, p))
-                    .collect(),
+                points: parts.points(f.start, f.step),
             })
             .collect();
         result.groups.sort_by(|a, b| a.key.cmp(&b.key));
@@ -1196,12 +1194,12 @@ impl Engine {
         let keys = self.aggregate_keys(&f.selector, lo, hi + 1);
         result.series = keys.len();
         result.rollup_ms = None;
-        let mut groups: BTreeMap<Vec<String>, Vec<Partial>> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<String>, Partials> = BTreeMap::new();
         for k in keys {
             let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
             result.samples += pts.len() as u64;
             let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
-            let a = groups.entry(gk).or_insert_with(|| vec![Partial::EMPTY; n]);
+            let a = groups.entry(gk).or_insert_with(|| Partials::new(n));
             let mut fold = StepFold::new(f.start, f.step, f.per_step, a);
             for p in pts {
                 fold.raw(p.ts, p.sum);
@@ -1212,12 +1210,7 @@ impl Engine {
             .into_iter()
             .map(|(key, parts)| GroupResult {
                 key,
-                points: parts
-                    .into_iter()
-                    .enumerate()
-                    .filter(|(_, p)| p.count > 0)
-                    .map(|(k, p)| (f.start + k as i64 * f.step, p))
-                    .collect(),
+                points: parts.points(f.start, f.step),
             })
             .collect();
         result.groups.sort_by(|a, b| a.key.cmp(&b.key));

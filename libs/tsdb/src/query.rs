@@ -201,6 +201,124 @@ impl FragmentResult {
     }
 }
 
+/// Per-step partials of one group, column by column, so that a run of
+/// values landing on consecutive steps folds in with loops the compiler
+/// vectorises.
+#[derive(Debug, Clone)]
+pub(crate) struct Partials {
+    count: Vec<u64>,
+    sum: Vec<f64>,
+    min: Vec<f64>,
+    max: Vec<f64>,
+    last: Vec<f64>,
+    last_ts: Vec<i64>,
+}
+
+impl Partials {
+    /// `n` empty partials.
+    pub fn new(n: usize) -> Self {
+        let e = Partial::EMPTY;
+        Self {
+            count: vec![e.count; n],
+            sum: vec![e.sum; n],
+            min: vec![e.min; n],
+            max: vec![e.max; n],
+            last: vec![e.last; n],
+            last_ts: vec![e.last_ts; n],
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count.len()
+    }
+
+    /// The partial of step `k`.
+    #[inline]
+    pub fn get(&self, k: usize) -> Partial {
+        Partial {
+            count: self.count[k],
+            sum: self.sum[k],
+            min: self.min[k],
+            max: self.max[k],
+            last: self.last[k],
+            last_ts: self.last_ts[k],
+        }
+    }
+
+    /// Folds one value into step `k` (see [`Partial::add`]).
+    #[inline]
+    pub fn add(&mut self, k: usize, value: f64, ts: i64) {
+        if k >= self.len() {
+            return;
+        }
+        let mut p = self.get(k);
+        p.add(value, ts);
+        self.set(k, p);
+    }
+
+    #[inline]
+    fn set(&mut self, k: usize, p: Partial) {
+        self.count[k] = p.count;
+        self.sum[k] = p.sum;
+        self.min[k] = p.min;
+        self.max[k] = p.max;
+        self.last[k] = p.last;
+        self.last_ts[k] = p.last_ts;
+    }
+
+    /// Folds `vals[i]` (sampled at `ts[i]`) into step `k0 + i`: the same as
+    /// [`Partials::add`] on each, a column at a time.
+    pub fn add_run(&mut self, k0: usize, ts: &[i64], vals: &[f64]) {
+        let m = vals.len().min(ts.len());
+        let Some(k1) = k0.checked_add(m).filter(|&k1| k1 <= self.len()) else {
+            for (i, (&t, &v)) in ts.iter().zip(vals).enumerate() {
+                self.add(k0.saturating_add(i), v, t);
+            }
+            return;
+        };
+        let (ts, vals) = (&ts[..m], &vals[..m]);
+        for c in &mut self.count[k0..k1] {
+            *c += 1;
+        }
+        for (s, &v) in self.sum[k0..k1].iter_mut().zip(vals) {
+            *s += v;
+        }
+        for (x, &v) in self.min[k0..k1].iter_mut().zip(vals) {
+            *x = x.min(v);
+        }
+        for (x, &v) in self.max[k0..k1].iter_mut().zip(vals) {
+            *x = x.max(v);
+        }
+        let cols = self.count[k0..k1]
+            .iter()
+            .zip(self.last[k0..k1].iter_mut())
+            .zip(self.last_ts[k0..k1].iter_mut());
+        // Branch-free: across series the tie-break on bits is a coin toss.
+        for (((&c, l), lt), (&t, &v)) in cols.zip(ts.iter().zip(vals)) {
+            let newer = (c == 1) | (t > *lt) | ((t == *lt) & (v.to_bits() > l.to_bits()));
+            *l = if newer { v } else { *l };
+            *lt = if newer { t } else { *lt };
+        }
+    }
+
+    /// Merges another group's partials, step by step.
+    pub fn merge(&mut self, o: &Partials) {
+        for k in 0..self.len().min(o.len()) {
+            let mut p = self.get(k);
+            p.merge(&o.get(k));
+            self.set(k, p);
+        }
+    }
+
+    /// `(t, partial)` for each step with data, ascending.
+    pub fn points(&self, start: i64, step: i64) -> Vec<(i64, Partial)> {
+        (0..self.len())
+            .filter(|&k| self.count[k] > 0)
+            .map(|k| (start + k as i64 * step, self.get(k)))
+            .collect()
+    }
+}
+
 /// Running aggregate of one step of one series.
 #[derive(Debug, Clone, Copy)]
 struct Cell {
@@ -240,12 +358,12 @@ pub(crate) struct StepFold<'a> {
     agg: StepAgg,
     cur: i64,
     cell: Cell,
-    acc: &'a mut [Partial],
+    acc: &'a mut Partials,
 }
 
 impl<'a> StepFold<'a> {
     /// A fold over the grid `start + k * step` for `k < acc.len()`.
-    pub fn new(start: i64, step: i64, agg: StepAgg, acc: &'a mut [Partial]) -> Self {
+    pub fn new(start: i64, step: i64, agg: StepAgg, acc: &'a mut Partials) -> Self {
         Self {
             start,
             step,
@@ -327,10 +445,39 @@ impl<'a> StepFold<'a> {
         } else {
             i64::MIN
         };
+        // Samples still in the pending step (a rollup bucket split across
+        // two blocks) replace its last.
+        let same = ts.partition_point(|&t| t <= end);
+        if let (Some(&t), Some(&v)) = (ts[..same].last(), vals[..same].last()) {
+            (last, last_ts) = (v, t);
+        }
+        let (ts, vals) = (&ts[same..], &vals[same.min(vals.len())..]);
+        // Samples on consecutive step ends (a regular run at the step, a
+        // rollup read at its width): one value per step, column-wise. The
+        // last sample stays pending, as a later one may share its step.
+        if let (Some(&t0), Some(&tn), true) = (ts.first(), ts.last(), ts.len() > 1) {
+            let k0 = step_index(start, step, cur, t0);
+            let aligned = t0 == start + k0 * step
+                && ts
+                    .iter()
+                    .zip(0i64..)
+                    .fold(true, |ok, (&t, i)| ok & (t == t0 + i * step));
+            if aligned {
+                if let Ok(k) = usize::try_from(cur) {
+                    self.acc.add(k, last, last_ts);
+                }
+                let m = ts.len() - 1;
+                self.acc.add_run(k0 as usize, &ts[..m], &vals[..m]);
+                self.cur = k0 + m as i64;
+                self.cell.last = vals[m];
+                self.cell.last_ts = tn;
+                return;
+            }
+        }
         for (&t, &v) in ts.iter().zip(vals) {
             if t > end {
-                if let Some(p) = usize::try_from(cur).ok().and_then(|k| self.acc.get_mut(k)) {
-                    p.add(last, last_ts);
+                if let Ok(k) = usize::try_from(cur) {
+                    self.acc.add(k, last, last_ts);
                 }
                 cur = step_index(start, step, cur, t);
                 end = start + cur * step;
@@ -387,9 +534,7 @@ impl<'a> StepFold<'a> {
             StepAgg::Max => c.max,
             StepAgg::Count => c.count,
         };
-        if let Some(p) = self.acc.get_mut(k) {
-            p.add(v, c.last_ts);
-        }
+        self.acc.add(k, v, c.last_ts);
         self.cur = -1;
     }
 }
@@ -397,6 +542,7 @@ impl<'a> StepFold<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn steps_take_the_last_sample_in_the_half_open_window() {
@@ -410,7 +556,7 @@ mod tests {
         ];
         // Sample by sample and as one run: the same points.
         for whole in [false, true] {
-            let mut acc = vec![Partial::EMPTY; 3];
+            let mut acc = Partials::new(3);
             let mut f = StepFold::new(100, 10, StepAgg::Last, &mut acc);
             if whole {
                 let (ts, vs): (Vec<i64>, Vec<f64>) = samples.iter().copied().unzip();
@@ -423,17 +569,100 @@ mod tests {
             f.flush();
             // t=100 covers (90,100]; t=110 covers (100,110]; t=120 has no data
             // (nothing carried forward); 125 and 130 belong to t=130 (outside).
-            assert_eq!(acc[..2], [Partial::of(2.0, 100), Partial::of(3.0, 105)]);
-            assert_eq!(acc[2].count, 0);
+            assert_eq!(
+                acc.points(100, 10),
+                vec![(100, Partial::of(2.0, 100)), (110, Partial::of(3.0, 105))]
+            );
         }
-        let mut acc = vec![Partial::EMPTY; 4];
+        let mut acc = Partials::new(4);
         let mut f = StepFold::new(100, 10, StepAgg::Count, &mut acc);
         f.run(&[95, 100, 101, 125, 130], &[1.0; 5]);
         f.flush();
         assert_eq!(
-            acc.iter().map(|p| (p.count, p.sum)).collect::<Vec<_>>(),
+            (0..4)
+                .map(|k| (acc.get(k).count, acc.get(k).sum))
+                .collect::<Vec<_>>(),
             vec![(1, 2.0), (1, 1.0), (0, 0.0), (1, 2.0)]
         );
+    }
+
+    /// Series as blocks of sorted samples: regular runs on the grid (the
+    /// column-wise path), runs off it, gaps, and blocks that share a step.
+    fn series() -> impl Strategy<Value = Vec<Vec<(i64, f64)>>> {
+        let run = (
+            0i64..40,
+            1usize..30,
+            prop_oneof![Just(10i64), Just(7), 1i64..25],
+        );
+        let value = prop_oneof![Just(1.0), Just(-0.0), Just(f64::NAN), -5.0f64..5.0];
+        proptest::collection::vec(
+            (
+                proptest::collection::vec(run, 1..4),
+                proptest::collection::vec(value, 90),
+            ),
+            1..6,
+        )
+        .prop_map(|blocks| {
+            let mut t = 60;
+            blocks
+                .into_iter()
+                .map(|(runs, vals)| {
+                    let mut out = Vec::new();
+                    for (gap, len, d) in runs {
+                        t += gap;
+                        for _ in 0..len {
+                            t += d;
+                            out.push((t, vals[out.len() % vals.len()]));
+                        }
+                    }
+                    out
+                })
+                .collect()
+        })
+    }
+
+    fn bits(p: &Partials) -> Vec<[u64; 6]> {
+        (0..p.len())
+            .map(|k| {
+                let x = p.get(k);
+                let f = |v: f64| v.to_bits();
+                [
+                    x.count,
+                    f(x.sum),
+                    f(x.min),
+                    f(x.max),
+                    f(x.last),
+                    x.last_ts as u64,
+                ]
+            })
+            .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn runs_fold_like_samples_one_by_one(
+            group in proptest::collection::vec(series(), 1..4),
+            agg in prop_oneof![Just(StepAgg::Last), Just(StepAgg::Sum), Just(StepAgg::Max)],
+            start in 60i64..120,
+        ) {
+            let (step, n) = (10, 60);
+            let mut by_run = Partials::new(n);
+            let mut by_sample = Partials::new(n);
+            for blocks in &group {
+                let mut f = StepFold::new(start, step, agg, &mut by_run);
+                for b in blocks {
+                    let (ts, vs): (Vec<i64>, Vec<f64>) = b.iter().copied().unzip();
+                    f.run(&ts, &vs);
+                }
+                f.flush();
+                let mut f = StepFold::new(start, step, agg, &mut by_sample);
+                for &(t, v) in blocks.iter().flatten() {
+                    f.raw(t, v);
+                }
+                f.flush();
+            }
+            prop_assert_eq!(bits(&by_run), bits(&by_sample));
+        }
     }
 
     #[test]

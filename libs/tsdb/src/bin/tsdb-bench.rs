@@ -7,7 +7,8 @@
 //! Full run: 10,000 series x 7 days (100.8 M samples) and 1,000,000 active
 //! head series; `--quick` shrinks both to finish in under a minute.
 //! `--keep DIR` leaves the loaded store in `DIR`; `--reads DIR` opens a store
-//! kept that way and runs only the reads (for profiling the read path).
+//! kept that way and runs only the reads (for profiling the read path);
+//! `--step S` then runs only the sum at a step of S seconds.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -198,7 +199,12 @@ fn reads(
     );
 
     let mut sums = Vec::new();
+    // `--step S` (seconds) runs only that sum, for profiling one path.
+    let only: Option<i64> = flag_value("--step").and_then(|s| s.to_str()?.parse().ok());
     for step in [MIN, 5 * MIN, 60 * MIN] {
+        if only.is_some_and(|s| s * 1000 != step) {
+            continue;
+        }
         let f = Fragment {
             selector: Selector::parse("*", "*", "*").expect("selector"),
             start: T0 + step,
@@ -209,7 +215,7 @@ fn reads(
         };
         let mut best = f64::MAX;
         let mut touched = 0;
-        for _ in 0..3 {
+        for _ in 0..if only.is_some() { 10 } else { 3 } {
             let t = Instant::now();
             let r = e.aggregate(&f).expect("aggregate");
             best = best.min(ms(t.elapsed()));
