@@ -190,8 +190,22 @@ impl State {
         } else {
             &mut self.main
         };
+        // History comes in bulk, many samples per series per batch: taken
+        // series by series (a stable sort keeps each series' arrival order,
+        // so the last write still wins), each series' head state is touched
+        // once per batch instead of once per sample.
+        let sorted;
+        let rows = if backfill && rows.len() > 1 {
+            let mut r = rows.to_vec();
+            r.sort_by_key(|x| x.0);
+            sorted = r;
+            &sorted[..]
+        } else {
+            rows
+        };
         let mut cur_p = i64::MIN;
         let mut part: Option<&mut HeadPartition> = None;
+        let mut last_touch = (u32::MAX, i64::MIN);
         for &(sid, ts, v) in rows {
             let p = ts.div_euclid(partition_ms) * partition_ms;
             if p != cur_p || part.is_none() {
@@ -203,7 +217,11 @@ impl State {
             hp.insert(sid, ts, v);
             if backfill {
                 self.backfill_samples += hp.samples - before;
-                touched.insert((self.index.keys[sid as usize].0, ts.div_euclid(DAY_MS)));
+                let key = (self.index.keys[sid as usize].0, ts.div_euclid(DAY_MS));
+                if key != last_touch {
+                    touched.insert(key);
+                    last_touch = key;
+                }
             }
             self.index.touch(sid, ts, ts);
         }

@@ -12,6 +12,8 @@
 use std::fs;
 use std::path::Path;
 
+use std::collections::HashMap;
+
 use fnv::FnvHashMap;
 use globset::{Glob, GlobMatcher};
 use regex::Regex;
@@ -124,7 +126,9 @@ impl Selector {
 #[derive(Debug, Default)]
 pub(crate) struct Symbols {
     names: Vec<Box<str>>,
-    map: FnvHashMap<Box<str>, u32>,
+    /// Names hash with foldhash: several times faster than FNV on strings
+    /// of a dozen bytes, and seeded per process.
+    map: HashMap<Box<str>, u32, foldhash::fast::RandomState>,
     postings: Vec<Vec<SeriesId>>,
 }
 
