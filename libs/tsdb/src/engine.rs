@@ -21,7 +21,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::block::{Block, BlockMeta, BlockWriter, Columns, ROLLUP_WIDTHS, Rollup};
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
-use crate::head::HeadPartition;
+use crate::head::{HeadPartition, SeriesBuf};
 use crate::index::{Index, Matcher, Selector};
 use crate::query::{Fragment, FragmentResult, GroupResult, Partials, StepAgg, StepFold};
 use crate::types::*;
@@ -624,13 +624,13 @@ impl Engine {
                     level: 0,
                 };
                 let mut bw = BlockWriter::create(&self.blocks_dir, meta)?;
-                let mut sids: Vec<SeriesId> = part.series.keys().copied().collect();
-                sids.sort_unstable();
+                let mut series: Vec<(SeriesId, &SeriesBuf)> = part.iter().collect();
+                series.sort_unstable_by_key(|s| s.0);
                 let (mut ts, mut vals) = (Vec::new(), Vec::new());
-                for sid in sids {
+                for (sid, sb) in series {
                     ts.clear();
                     vals.clear();
-                    part.series[&sid].decode_into(&mut ts, &mut vals);
+                    sb.decode_into(&mut ts, &mut vals);
                     let k = [
                         st.index.part(sid, KeyPart::Service),
                         st.index.part(sid, KeyPart::Source),
@@ -685,7 +685,7 @@ impl Engine {
         for (is_bf, map) in [(false, &st.main), (true, &st.backfill)] {
             for part in map.values() {
                 rows.clear();
-                for (&sid, s) in &part.series {
+                for (sid, s) in part.iter() {
                     if st.index.wal_gen[sid as usize] != generation {
                         st.index.wal_gen[sid as usize] = generation;
                         let k = st.index.key(sid);
@@ -1067,7 +1067,7 @@ impl Engine {
             }
             raw.clear();
             for (is_bf, p) in &parts {
-                if let Some(sb) = p.series.get(&sid) {
+                if let Some(sb) = p.get(sid) {
                     ts.clear();
                     vals.clear();
                     sb.decode_into(&mut ts, &mut vals);

@@ -2,8 +2,6 @@
 //! appendable chunk plus a small sorted buffer for out-of-order samples and
 //! re-deliveries (which win over the chunk: last write wins).
 
-use fnv::FnvHashMap;
-
 use crate::codec::HeadChunk;
 use crate::types::SeriesId;
 
@@ -92,33 +90,57 @@ impl SeriesBuf {
 }
 
 /// All head series of one time partition `[start, start + window)`.
+///
+/// Series sit in a dense vector in the order they first arrived, found
+/// through a slot table indexed by series id: samples arriving in the same
+/// order every scrape walk the vector front to back, which the hardware
+/// prefetches, where a hash table would miss the cache on every sample.
 #[derive(Debug, Default)]
 pub(crate) struct HeadPartition {
-    pub series: FnvHashMap<SeriesId, SeriesBuf>,
+    /// Position in `series` by series id; `u32::MAX` for none.
+    slot: Vec<u32>,
+    series: Vec<(SeriesId, SeriesBuf)>,
     pub samples: usize,
 }
 
 impl HeadPartition {
     pub fn insert(&mut self, sid: SeriesId, t: i64, v: f64) {
-        match self.series.get_mut(&sid) {
-            Some(s) => {
-                if s.insert(t, v) {
+        let i = sid as usize;
+        match self.slot.get(i).copied().filter(|&p| p != u32::MAX) {
+            Some(p) => {
+                if self.series[p as usize].1.insert(t, v) {
                     self.samples += 1;
                 }
             }
             None => {
-                self.series.insert(sid, SeriesBuf::new(t, v));
+                if self.slot.len() <= i {
+                    self.slot.resize(i + 1, u32::MAX);
+                }
+                self.slot[i] = self.series.len() as u32;
+                self.series.push((sid, SeriesBuf::new(t, v)));
                 self.samples += 1;
             }
         }
     }
 
+    /// The samples of series `sid`, if it has any here.
+    pub fn get(&self, sid: SeriesId) -> Option<&SeriesBuf> {
+        let p = *self.slot.get(sid as usize)?;
+        self.series.get(p as usize).map(|(_, s)| s)
+    }
+
+    /// Every series, in arrival order.
+    pub fn iter(&self) -> impl Iterator<Item = (SeriesId, &SeriesBuf)> {
+        self.series.iter().map(|(sid, s)| (*sid, s))
+    }
+
     pub fn heap_bytes(&self) -> usize {
-        self.series.capacity() * (std::mem::size_of::<(SeriesId, SeriesBuf)>() + 1)
+        self.slot.capacity() * 4
+            + self.series.capacity() * std::mem::size_of::<(SeriesId, SeriesBuf)>()
             + self
                 .series
-                .values()
-                .map(SeriesBuf::heap_bytes)
+                .iter()
+                .map(|(_, s)| s.heap_bytes())
                 .sum::<usize>()
     }
 }

@@ -232,6 +232,13 @@ fn reads(
     (p50, sums)
 }
 
+/// A fresh directory under the system's temporary one, removed on exit.
+fn tempfile_dir(name: &str) -> Cleanup {
+    let d = std::env::temp_dir().join(format!("tsdb-bench-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&d).expect("create bench dir");
+    Cleanup(d, true)
+}
+
 /// Removes the bench directory on exit unless it was asked to be kept.
 struct Cleanup(std::path::PathBuf, bool);
 
@@ -278,6 +285,23 @@ fn main() {
             ..Options::default()
         };
         reads(&dir.join("store"), opts, &keys, days, end);
+        return;
+    }
+    // `--live-only` runs only the live ingest (for profiling the write path).
+    if std::env::args().any(|a| a == "--live-only") {
+        let dir = tempfile_dir("live-only");
+        let clock = Arc::new(ManualClock::new(T0));
+        let e = Engine::open(
+            dir.path(),
+            Options {
+                clock: clock.clone(),
+                fsync: FsyncPolicy::Always,
+                ..Options::default()
+            },
+        )
+        .expect("open");
+        let (n, secs) = ingest(&e, Some(&clock), &keys, T0, 720, 1);
+        println!("live: {n} samples in {secs:.2} s = {:.0} samples/s", n as f64 / secs);
         return;
     }
     let kept = flag_value("--keep");
