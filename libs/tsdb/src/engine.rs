@@ -446,6 +446,9 @@ impl Engine {
             // names are checked and interned once per run (same memory, same key).
             type KeyAt = [(*const u8, usize); 3];
             let mut last: Option<(KeyAt, std::result::Result<SeriesId, RejectReason>)> = None;
+            // Rows of one scrape share their service and source: each part's
+            // symbol is looked up only when its name changes from the row before.
+            let mut syms: [Option<(&str, u32)>; 3] = [None; 3];
             for (i, r) in rows.iter().enumerate() {
                 let time = if r.ts < too_old {
                     Some(RejectReason::BeyondRetention)
@@ -469,7 +472,25 @@ impl Engine {
                         {
                             Err(RejectReason::InvalidName)
                         } else {
-                            Ok(st.index.intern(r.service, r.source, r.metric).0)
+                            let mut ids = [0u32; 3];
+                            for (p, (part, name)) in [
+                                (KeyPart::Service, r.service),
+                                (KeyPart::Source, r.source),
+                                (KeyPart::Metric, r.metric),
+                            ]
+                            .into_iter()
+                            .enumerate()
+                            {
+                                ids[p] = match syms[p] {
+                                    Some((n, id)) if n == name => id,
+                                    _ => {
+                                        let id = st.index.symbol(part, name);
+                                        syms[p] = Some((name, id));
+                                        id
+                                    }
+                                };
+                            }
+                            Ok(st.index.intern_ids((ids[0], ids[1], ids[2])).0)
                         };
                         last = Some((at, series));
                         series

@@ -183,7 +183,10 @@ pub(crate) struct Index {
     pub sources: Symbols,
     pub metrics: Symbols,
     pub keys: Vec<SymKey>,
-    lookup: FnvHashMap<SymKey, SeriesId>,
+    /// Series by source symbol, then (service, metric) symbols: the series
+    /// of one scrape target sit together, so a scrape's rows find their ids
+    /// in one small table instead of all over one large one.
+    lookup: Vec<FnvHashMap<(u32, u32), SeriesId>>,
     /// Presence intervals per series, sorted and disjoint, inclusive.
     intervals: Vec<Vec<(i64, i64)>>,
     /// Last WAL generation in which each series was declared.
@@ -198,7 +201,7 @@ impl Index {
             sources: Symbols::default(),
             metrics: Symbols::default(),
             keys: Vec::new(),
-            lookup: FnvHashMap::default(),
+            lookup: Vec::new(),
             intervals: Vec::new(),
             wal_gen: Vec::new(),
             gap,
@@ -222,7 +225,11 @@ impl Index {
             self.sources.get(source)?,
             self.metrics.get(metric)?,
         );
-        self.lookup.get(&k).copied()
+        self.find(k)
+    }
+
+    fn find(&self, (service, source, metric): SymKey) -> Option<SeriesId> {
+        self.lookup.get(source as usize)?.get(&(service, metric)).copied()
     }
 
     /// Interns a series; returns its id and whether it is new.
@@ -235,9 +242,30 @@ impl Index {
             self.sources.intern(source),
             self.metrics.intern(metric),
         );
+        self.intern_ids(k)
+    }
+
+    /// The symbol id of a name of one key part, interned if new.
+    pub fn symbol(&mut self, part: KeyPart, name: &str) -> u32 {
+        match part {
+            KeyPart::Service => self.services.intern(name),
+            KeyPart::Source => self.sources.intern(name),
+            KeyPart::Metric => self.metrics.intern(name),
+        }
+    }
+
+    /// Interns a series given its parts' symbol ids (see [`Index::symbol`]);
+    /// returns its id and whether it is new.
+    pub fn intern_ids(&mut self, k: SymKey) -> (SeriesId, bool) {
+        if let Some(id) = self.find(k) {
+            return (id, false);
+        }
         let id = self.keys.len() as SeriesId;
         self.keys.push(k);
-        self.lookup.insert(k, id);
+        if self.lookup.len() <= k.1 as usize {
+            self.lookup.resize_with(k.1 as usize + 1, FnvHashMap::default);
+        }
+        self.lookup[k.1 as usize].insert((k.0, k.2), id);
         self.intervals.push(Vec::new());
         self.wal_gen.push(u32::MAX);
         self.services.postings[k.0 as usize].push(id);
@@ -403,7 +431,8 @@ impl Index {
 
     pub fn heap_bytes(&self) -> usize {
         self.keys.capacity() * 12
-            + self.lookup.capacity() * 17
+            + self.lookup.capacity() * std::mem::size_of::<FnvHashMap<(u32, u32), SeriesId>>()
+            + self.lookup.iter().map(|m| m.capacity() * 13).sum::<usize>()
             + self.intervals.capacity() * 24
             + self
                 .intervals
