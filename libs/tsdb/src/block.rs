@@ -101,13 +101,24 @@ pub(crate) fn bucket_label(ts: i64, w: i64) -> i64 {
         .saturating_mul(w)
 }
 
-/// Computes rollup buckets of a sorted run.
-pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64) -> Rollup {
-    let mut r = Rollup::default();
+/// Computes rollup buckets of a sorted run into `r` (cleared first). The
+/// label is divided out only when a sample leaves the current bucket.
+pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
+    for c in [
+        &mut r.last,
+        &mut r.count,
+        &mut r.sum,
+        &mut r.min,
+        &mut r.max,
+    ] {
+        c.clear();
+    }
+    r.labels.clear();
+    let mut end = i64::MIN;
     for (&t, &v) in ts.iter().zip(vals) {
-        let l = bucket_label(t, w);
-        if r.labels.last() != Some(&l) {
-            r.labels.push(l);
+        if t > end || t <= end.saturating_sub(w) {
+            end = bucket_label(t, w);
+            r.labels.push(end);
             r.count.push(1.0);
             r.sum.push(v);
             r.min.push(v);
@@ -122,7 +133,6 @@ pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64) -> Rollup {
             r.last[i] = v;
         }
     }
-    r
 }
 
 /// Marks a rollup column stored as "equal to `last` except at these
@@ -222,6 +232,9 @@ pub(crate) struct BlockWriter {
     syms: [SymTable; 3],
     entries: Vec<IndexRow>,
     scratch: Vec<u8>,
+    /// Reused between series: rollup buckets and one encoded column.
+    rollup: Rollup,
+    col: Vec<u8>,
 }
 
 /// File name of block `seq` in `dir`.
@@ -251,6 +264,8 @@ impl BlockWriter {
             syms: Default::default(),
             entries: Vec::new(),
             scratch: Vec::new(),
+            rollup: Rollup::default(),
+            col: Vec::new(),
         };
         w.file
             .write_all(MAGIC)
@@ -282,17 +297,19 @@ impl BlockWriter {
         let raw = self.put()?;
         let mut offs = [raw, (0, 0), (0, 0)];
         for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
-            let r = compute_rollup(ts, vals, w);
+            let r = &mut self.rollup;
+            compute_rollup(ts, vals, w, r);
             self.scratch.clear();
-            let mut col = Vec::new();
-            encode_chunk(&r.labels, &r.last, &mut col);
+            let col = &mut self.col;
+            col.clear();
+            encode_chunk(&r.labels, &r.last, col);
             put_uvarint(&mut self.scratch, col.len() as u64);
-            self.scratch.extend_from_slice(&col);
+            self.scratch.extend_from_slice(col);
             for c in [&r.count, &r.sum, &r.min, &r.max] {
                 col.clear();
-                encode_column(c, &r.last, &mut col);
+                encode_column(c, &r.last, col);
                 put_uvarint(&mut self.scratch, col.len() as u64);
-                self.scratch.extend_from_slice(&col);
+                self.scratch.extend_from_slice(col);
             }
             offs[k + 1] = self.put()?;
         }

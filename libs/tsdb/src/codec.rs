@@ -367,7 +367,9 @@ fn dod_bits(v: i64) -> u64 {
     }
 }
 
-/// What [`pack`] of `res` would write, in bits, without writing it.
+/// What [`pack`] of `res` would write, in bits, without writing it (the
+/// reference [`best_pack`]'s one-pass sizing is tested against).
+#[cfg(test)]
 fn pack_bits(res: &[i64]) -> u64 {
     let mut bits = 0u64;
     let mut prev_min = 0i64;
@@ -384,20 +386,46 @@ fn pack_bits(res: &[i64]) -> u64 {
     bits
 }
 
-/// The smallest packing of `ms` over residual orders 0, 1 and 2 (sized
-/// first, written once).
+/// The smallest packing of `ms` over residual orders 0, 1 and 2: the three
+/// are sized in one pass (what [`pack_bits`] would say of each), and only
+/// the cheapest is written.
 fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
-    let mut res = Vec::with_capacity(ms.len());
-    let mut best = (0u8, u64::MAX);
-    for order in 0..=2u8 {
-        residuals(ms, order, &mut res);
-        let bits = pack_bits(&res);
-        if bits < best.1 {
-            best = (order, bits);
+    let mut bits = [0u64; 3];
+    let mut prev_min = [0i64; 3];
+    let (mut lo, mut hi) = ([i64::MAX; 3], [i64::MIN; 3]);
+    let mut in_block = 0u64;
+    let mut close = |prev_min: &mut [i64; 3], lo: &mut [i64; 3], hi: &mut [i64; 3], n: u64| {
+        for o in 0..3 {
+            let width = 64 - u64::from((hi[o].wrapping_sub(lo[o]) as u64).leading_zeros());
+            bits[o] += 7 + dod_bits(lo[o].wrapping_sub(prev_min[o])) + width * n;
+        }
+        *prev_min = *lo;
+        (*lo, *hi) = ([i64::MAX; 3], [i64::MIN; 3]);
+    };
+    let (mut prev, mut prev_delta) = (ms[0], 0i64);
+    for &m in &ms[1..] {
+        let delta = m.wrapping_sub(prev);
+        let r = [m, delta, delta.wrapping_sub(prev_delta)];
+        (prev, prev_delta) = (m, delta);
+        for o in 0..3 {
+            lo[o] = lo[o].min(r[o]);
+            hi[o] = hi[o].max(r[o]);
+        }
+        in_block += 1;
+        if in_block == PACK_BLOCK as u64 {
+            close(&mut prev_min, &mut lo, &mut hi, in_block);
+            in_block = 0;
         }
     }
-    residuals(ms, best.0, &mut res);
-    (best.0, pack(&res))
+    if in_block > 0 {
+        close(&mut prev_min, &mut lo, &mut hi, in_block);
+    }
+    let order = (0..3u8)
+        .min_by_key(|&o| bits[o as usize])
+        .expect("three orders");
+    let mut res = Vec::with_capacity(ms.len());
+    residuals(ms, order, &mut res);
+    (order, pack(&res))
 }
 
 /// The Int stream (adaptive widths) that older blocks hold; only tests write it now.
@@ -995,6 +1023,18 @@ mod tests {
             let (t2, v2) = head_round_trip(&ts, vals);
             prop_assert_eq!(t2, ts.clone());
             prop_assert_eq!(bits(&v2), bits(vals));
+        }
+
+        #[test]
+        fn one_pass_sizing_picks_what_packing_each_order_would(
+            ms in proptest::collection::vec(prop_oneof![any::<i64>(), -1000i64..1000], 1..200)
+        ) {
+            let mut res = Vec::new();
+            let sizes: Vec<u64> = (0..3u8).map(|o| { residuals(&ms, o, &mut res); pack_bits(&res) }).collect();
+            let (order, w) = best_pack(&ms);
+            let cheapest = sizes.iter().position(|&b| b == *sizes.iter().min().unwrap()).unwrap();
+            prop_assert_eq!(order as usize, cheapest);
+            prop_assert_eq!(w.len_bits(), sizes[cheapest]);
         }
 
         #[test]

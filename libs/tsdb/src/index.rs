@@ -229,7 +229,10 @@ impl Index {
     }
 
     fn find(&self, (service, source, metric): SymKey) -> Option<SeriesId> {
-        self.lookup.get(source as usize)?.get(&(service, metric)).copied()
+        self.lookup
+            .get(source as usize)?
+            .get(&(service, metric))
+            .copied()
     }
 
     /// Interns a series; returns its id and whether it is new.
@@ -263,7 +266,8 @@ impl Index {
         let id = self.keys.len() as SeriesId;
         self.keys.push(k);
         if self.lookup.len() <= k.1 as usize {
-            self.lookup.resize_with(k.1 as usize + 1, FnvHashMap::default);
+            self.lookup
+                .resize_with(k.1 as usize + 1, FnvHashMap::default);
         }
         self.lookup[k.1 as usize].insert((k.0, k.2), id);
         self.intervals.push(Vec::new());

@@ -301,7 +301,10 @@ fn main() {
         )
         .expect("open");
         let (n, secs) = ingest(&e, Some(&clock), &keys, T0, 720, 1);
-        println!("live: {n} samples in {secs:.2} s = {:.0} samples/s", n as f64 / secs);
+        println!(
+            "live: {n} samples in {secs:.2} s = {:.0} samples/s",
+            n as f64 / secs
+        );
         return;
     }
     let kept = flag_value("--keep");
