@@ -788,6 +788,10 @@ pub struct HeadChunk {
     ts: BitWriter,
     vals: BitWriter,
     count: u32,
+    /// Zero delta-of-deltas (a regular scrape) not yet written to `ts`:
+    /// they follow its bits. Counting them here keeps a regular series'
+    /// timestamp stream out of the cache.
+    zero_dods: u32,
     first_ts: i64,
     last_ts: i64,
     last_delta: i64,
@@ -805,6 +809,7 @@ impl HeadChunk {
             ts: BitWriter::new(),
             vals: BitWriter::new(),
             count: 1,
+            zero_dods: 0,
             first_ts: t,
             last_ts: t,
             last_delta: 0,
@@ -845,7 +850,17 @@ impl HeadChunk {
     pub fn push(&mut self, t: i64, v: f64) {
         debug_assert!(t > self.last_ts);
         let d = t.wrapping_sub(self.last_ts);
-        write_dod(&mut self.ts, d.wrapping_sub(self.last_delta));
+        let dod = d.wrapping_sub(self.last_delta);
+        if dod == 0 && self.zero_dods < u32::MAX {
+            self.zero_dods += 1;
+        } else {
+            while self.zero_dods > 0 {
+                let k = self.zero_dods.min(64);
+                self.ts.write_bits(0, k);
+                self.zero_dods -= k;
+            }
+            write_dod(&mut self.ts, dod);
+        }
         self.last_delta = d;
         self.last_ts = t;
         let bits = v.to_bits();
@@ -931,8 +946,13 @@ impl HeadChunk {
         let mut prev = self.first_ts;
         let mut delta = 0i64;
         ts.push(prev);
-        for _ in 1..n {
+        let written = n.saturating_sub(1 + self.zero_dods as usize);
+        for _ in 0..written {
             delta = delta.wrapping_add(read_dod(&mut r).expect("head stream is well formed"));
+            prev = prev.wrapping_add(delta);
+            ts.push(prev);
+        }
+        for _ in 0..n.saturating_sub(1) - written {
             prev = prev.wrapping_add(delta);
             ts.push(prev);
         }
