@@ -16,7 +16,7 @@ use std::hash::Hasher;
 
 use query_lang::SeriesKey;
 
-use crate::storage::{Cell, Epochs, Groups};
+use crate::storage::{Cell, Cells, Epochs, Groups, normalise_cells};
 
 /// Span widths, coarsest first (ms).
 pub const WIDTHS: [i64; 4] = [3 * 3_600_000, 30 * 60_000, 5 * 60_000, 60_000];
@@ -164,7 +164,9 @@ pub fn key(zone: &str, fragment: &str, step: i64, piece: Piece, epochs: &Epochs)
 pub fn slice(groups: &Groups, start: i64, end: i64) -> Groups {
     let mut out = Groups::new();
     for (k, cells) in groups {
-        let part: BTreeMap<i64, Cell> = cells.range(start..end).map(|(t, c)| (*t, *c)).collect();
+        let lo = cells.partition_point(|c| c.0 < start);
+        let hi = cells.partition_point(|c| c.0 < end).max(lo);
+        let part: Cells = cells[lo..hi].to_vec();
         if !part.is_empty() {
             out.insert(k.clone(), part);
         }
@@ -201,9 +203,6 @@ pub fn encode(groups: &Groups) -> Vec<u8> {
     }
     b
 }
-
-/// Cells of one group in time order, as a span holds them.
-pub type Cells = Vec<(i64, Cell)>;
 
 /// Decodes what [`encode`] wrote, without building maps: spans of one query are
 /// gathered with [`gather`] and built once with [`build`]. `None` for anything else
@@ -278,24 +277,12 @@ pub fn gather(into: &mut Gathered, span: Vec<(SeriesKey, Cells)>) {
     }
 }
 
-/// The groups of gathered spans, cells of equal times merged; a map is built once per
-/// group, in bulk when (as usual) the spans came in time order.
+/// The groups of gathered spans, cells of equal times merged (nothing to do when, as
+/// usual, the spans came in time order).
 pub fn build(gathered: Gathered) -> Groups {
     gathered
         .into_iter()
-        .map(|(k, mut cells)| {
-            if !cells.is_sorted_by(|a, b| a.0 < b.0) {
-                cells.sort_by_key(|c| c.0);
-                cells.dedup_by(|later, earlier| {
-                    let same = later.0 == earlier.0;
-                    if same {
-                        earlier.1.merge(&later.1);
-                    }
-                    same
-                });
-            }
-            (k, cells.into_iter().collect())
-        })
+        .map(|(k, cells)| (k, normalise_cells(cells)))
         .collect()
 }
 
@@ -444,15 +431,15 @@ mod tests {
         }
         let built = build(gathered);
         assert_eq!(built, merged);
-        assert_eq!(built[&key("a")][&2].count, 2);
+        let a = &built[&key("a")];
+        assert_eq!(a.iter().find(|c| c.0 == 2).unwrap().1.count, 2);
         assert_eq!(built[&key("a")].len(), 4);
     }
 
     #[test]
     fn encoding_round_trips_and_rejects_junk() {
         let mut g = Groups::new();
-        let mut cells = BTreeMap::new();
-        cells.insert(
+        let cells = vec![(
             60_000,
             Cell {
                 count: 2,
@@ -462,7 +449,7 @@ mod tests {
                 last: f64::INFINITY,
                 last_ts: 59_999,
             },
-        );
+        )];
         g.insert(
             SeriesKey {
                 service: Some("web".into()),

@@ -59,7 +59,63 @@ impl Cell {
 }
 
 /// Partial cells per group key, per step time.
-pub type Groups = BTreeMap<SeriesKey, BTreeMap<i64, Cell>>;
+/// Cells of one group, ascending by time, one per time.
+pub type Cells = Vec<(i64, Cell)>;
+
+/// Groups by key, each with its cells.
+pub type Groups = BTreeMap<SeriesKey, Cells>;
+
+/// Puts `cells` in time order with one cell per time (equal times merge, in the
+/// order they came).
+pub fn normalise_cells(mut cells: Cells) -> Cells {
+    if cells.is_sorted_by(|a, b| a.0 < b.0) {
+        return cells;
+    }
+    cells.sort_by_key(|c| c.0);
+    cells.dedup_by(|later, earlier| {
+        let same = later.0 == earlier.0;
+        if same {
+            earlier.1.merge(&later.1);
+        }
+        same
+    });
+    cells
+}
+
+/// Merges `from` into `into` (both ascending, one cell per time): equal times
+/// merge, `into`'s cell first; cells that follow `into`'s last are appended.
+pub fn merge_cells(into: &mut Cells, from: Cells) {
+    match (into.last(), from.first()) {
+        (_, None) => return,
+        (None, _) => {
+            *into = from;
+            return;
+        }
+        (Some(a), Some(b)) if a.0 < b.0 => {
+            into.extend(from);
+            return;
+        }
+        _ => {}
+    }
+    let mut out = Vec::with_capacity(into.len() + from.len());
+    let mut a = std::mem::take(into).into_iter().peekable();
+    let mut b = from.into_iter().peekable();
+    loop {
+        let next = match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x.0 == y.0 => {
+                let (t, mut c) = a.next().expect("peeked");
+                c.merge(&b.next().expect("peeked").1);
+                (t, c)
+            }
+            (Some(x), Some(y)) if x.0 < y.0 => a.next().expect("peeked"),
+            (Some(_), Some(_)) | (None, Some(_)) => b.next().expect("peeked"),
+            (Some(_), None) => a.next().expect("peeked"),
+            (None, None) => break,
+        };
+        out.push(next);
+    }
+    *into = out;
+}
 
 /// Merges `from` into `into`.
 pub fn merge_groups(into: &mut Groups, from: Groups) {
@@ -68,14 +124,7 @@ pub fn merge_groups(into: &mut Groups, from: Groups) {
         return;
     }
     for (k, cells) in from {
-        let e = into.entry(k).or_default();
-        if e.is_empty() {
-            *e = cells;
-            continue;
-        }
-        for (t, c) in cells {
-            e.entry(t).and_modify(|x| x.merge(&c)).or_insert(c);
-        }
+        merge_cells(into.entry(k).or_default(), cells);
     }
 }
 
@@ -474,21 +523,22 @@ impl Zone {
                     {
                         for g in chunk.groups {
                             let key = group_key(g.key.unwrap_or_default(), by.as_deref());
-                            let cells = groups.entry(key).or_default();
-                            for c in g.cells {
-                                let cell = Cell {
-                                    count: c.count,
-                                    sum: c.sum,
-                                    min: c.min,
-                                    max: c.max,
-                                    last: c.last,
-                                    last_ts: c.last_timestamp_ms,
-                                };
-                                cells
-                                    .entry(c.timestamp_ms)
-                                    .and_modify(|x| x.merge(&cell))
-                                    .or_insert(cell);
-                            }
+                            let cells: Cells = g
+                                .cells
+                                .into_iter()
+                                .map(|c| {
+                                    let cell = Cell {
+                                        count: c.count,
+                                        sum: c.sum,
+                                        min: c.min,
+                                        max: c.max,
+                                        last: c.last,
+                                        last_ts: c.last_timestamp_ms,
+                                    };
+                                    (c.timestamp_ms, cell)
+                                })
+                                .collect();
+                            merge_cells(groups.entry(key).or_default(), normalise_cells(cells));
                         }
                         if let Some(s) = chunk.stats {
                             cost.series += s.series_touched;
@@ -656,5 +706,51 @@ fn group_key(k: pb::SeriesKey, by: Option<&[KeyPart]>) -> SeriesKey {
             source: by.contains(&KeyPart::Source).then_some(k.source),
             metric: by.contains(&KeyPart::Metric).then_some(k.metric),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cell(v: f64) -> Cell {
+        Cell {
+            count: 1,
+            sum: v,
+            min: v,
+            max: v,
+            last: v,
+            last_ts: v as i64,
+        }
+    }
+
+    /// Merging cells agrees with folding them into a map, whatever their order.
+    #[test]
+    fn merged_cells_match_a_map() {
+        let mut seed = 0x9e37_79b9_u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for _ in 0..500 {
+            let mut into: Cells = Vec::new();
+            let mut model: BTreeMap<i64, Cell> = BTreeMap::new();
+            for _ in 0..(next() % 5) {
+                let part: Cells = (0..next() % 12)
+                    .map(|_| {
+                        let t = (next() % 30) as i64;
+                        (t, cell((next() % 100) as f64))
+                    })
+                    .collect();
+                for (t, c) in &part {
+                    model.entry(*t).and_modify(|x| x.merge(c)).or_insert(*c);
+                }
+                merge_cells(&mut into, normalise_cells(part));
+            }
+            let want: Cells = model.into_iter().collect();
+            assert_eq!(into, want);
+        }
     }
 }
