@@ -152,18 +152,26 @@ impl<'a> BitReader<'a> {
         if self.pos + n as u64 > self.end {
             return None;
         }
-        let byte = (self.pos >> 3) as usize;
+        let word = self.word_at(self.pos);
         let off = (self.pos & 7) as u32;
-        let word = if byte + 8 <= self.buf.len() {
-            u64::from_be_bytes(self.buf[byte..byte + 8].try_into().expect("8 bytes"))
-        } else {
-            let mut tmp = [0u8; 8];
-            let avail = self.buf.len() - byte;
-            tmp[..avail].copy_from_slice(&self.buf[byte..]);
-            u64::from_be_bytes(tmp)
-        };
         self.pos += n as u64;
         Some((word << off) >> (64 - n))
+    }
+
+    /// The eight bytes from the one holding bit `pos`, big-endian, zero past
+    /// the end of the buffer.
+    #[inline]
+    fn word_at(&self, pos: u64) -> u64 {
+        let byte = (pos >> 3) as usize;
+        match self.buf.get(byte..byte + 8) {
+            Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
+            None => {
+                let mut tmp = [0u8; 8];
+                let tail = self.buf.get(byte..).unwrap_or_default();
+                tmp[..tail.len()].copy_from_slice(tail);
+                u64::from_be_bytes(tmp)
+            }
+        }
     }
 }
 
@@ -190,17 +198,7 @@ impl BitReader<'_> {
         }
         let mut pos = self.pos;
         for _ in 0..count {
-            let byte = (pos >> 3) as usize;
-            let word = match self.buf.get(byte..byte + 8) {
-                Some(b) => u64::from_be_bytes(b.try_into().expect("8 bytes")),
-                None => {
-                    let mut tmp = [0u8; 8];
-                    let tail = self.buf.get(byte..).unwrap_or_default();
-                    tmp[..tail.len()].copy_from_slice(tail);
-                    u64::from_be_bytes(tmp)
-                }
-            };
-            f((word << (pos & 7)) >> (64 - width));
+            f((self.word_at(pos) << (pos & 7)) >> (64 - width));
             pos += u64::from(width);
         }
         self.pos = pos;

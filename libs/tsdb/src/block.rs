@@ -74,6 +74,22 @@ pub(crate) struct Rollup {
     pub max: Vec<f64>,
 }
 
+impl Rollup {
+    /// Empties every column, keeping their capacity.
+    pub fn clear(&mut self) {
+        for c in [
+            &mut self.last,
+            &mut self.count,
+            &mut self.sum,
+            &mut self.min,
+            &mut self.max,
+        ] {
+            c.clear();
+        }
+        self.labels.clear();
+    }
+}
+
 /// Which rollup columns to decode besides labels and last.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Columns {
@@ -104,16 +120,7 @@ pub(crate) fn bucket_label(ts: i64, w: i64) -> i64 {
 /// Computes rollup buckets of a sorted run into `r` (cleared first). The
 /// label is divided out only when a sample leaves the current bucket.
 pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
-    for c in [
-        &mut r.last,
-        &mut r.count,
-        &mut r.sum,
-        &mut r.min,
-        &mut r.max,
-    ] {
-        c.clear();
-    }
-    r.labels.clear();
+    r.clear();
     let mut end = i64::MIN;
     for (&t, &v) in ts.iter().zip(vals) {
         if t > end || t <= end.saturating_sub(w) {

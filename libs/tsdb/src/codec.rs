@@ -303,6 +303,19 @@ fn residuals(ms: &[i64], order: u8, out: &mut Vec<i64>) {
     }
 }
 
+/// Bits per value of a packed block whose residuals span `[lo, hi]`.
+#[inline]
+fn block_width(lo: i64, hi: i64) -> u32 {
+    64 - (hi.wrapping_sub(lo) as u64).leading_zeros()
+}
+
+/// Bits [`pack`] writes for a block of `n` residuals in `[lo, hi]` after a
+/// block whose minimum was `prev_min`.
+#[inline]
+fn block_bits(lo: i64, hi: i64, prev_min: i64, n: u64) -> u64 {
+    7 + dod_bits(lo.wrapping_sub(prev_min)) + u64::from(block_width(lo, hi)) * n
+}
+
 /// Frame-of-reference bit packing of `res` in blocks of [`PACK_BLOCK`].
 fn pack(res: &[i64]) -> BitWriter {
     let mut w = BitWriter::new();
@@ -313,7 +326,7 @@ fn pack(res: &[i64]) -> BitWriter {
             lo = lo.min(r);
             hi = hi.max(r);
         }
-        let width = 64 - (hi.wrapping_sub(lo) as u64).leading_zeros();
+        let width = block_width(lo, hi);
         w.write_bits(u64::from(width), 7);
         write_dod(&mut w, lo.wrapping_sub(prev_min));
         prev_min = lo;
@@ -379,8 +392,7 @@ fn pack_bits(res: &[i64]) -> u64 {
             lo = lo.min(r);
             hi = hi.max(r);
         }
-        let width = 64 - u64::from((hi.wrapping_sub(lo) as u64).leading_zeros());
-        bits += 7 + dod_bits(lo.wrapping_sub(prev_min)) + width * block.len() as u64;
+        bits += block_bits(lo, hi, prev_min, block.len() as u64);
         prev_min = lo;
     }
     bits
@@ -396,8 +408,7 @@ fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
     let mut in_block = 0u64;
     let mut close = |prev_min: &mut [i64; 3], lo: &mut [i64; 3], hi: &mut [i64; 3], n: u64| {
         for o in 0..3 {
-            let width = 64 - u64::from((hi[o].wrapping_sub(lo[o]) as u64).leading_zeros());
-            bits[o] += 7 + dod_bits(lo[o].wrapping_sub(prev_min[o])) + width * n;
+            bits[o] += block_bits(lo[o], hi[o], prev_min[o], n);
         }
         *prev_min = *lo;
         (*lo, *hi) = ([i64::MAX; 3], [i64::MIN; 3]);

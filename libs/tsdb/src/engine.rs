@@ -1314,12 +1314,7 @@ fn fold_series(
         match rollup {
             Some(k) => {
                 let r = &mut sc.rollup;
-                r.labels.clear();
-                r.last.clear();
-                r.count.clear();
-                r.sum.clear();
-                r.min.clear();
-                r.max.clear();
+                r.clear();
                 b.rollup(e, k, cols, r)?;
                 touched += r.labels.len() as u64;
                 if agg == StepAgg::Last {

@@ -9,10 +9,9 @@
 //! every WAL checkpoint a snapshot of the folded state is written
 //! (`index.snap`), so opening and lookups never scan history.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::Path;
-
-use std::collections::HashMap;
 
 use fnv::FnvHashMap;
 use globset::{Glob, GlobMatcher};
@@ -237,9 +236,6 @@ impl Index {
 
     /// Interns a series; returns its id and whether it is new.
     pub fn intern(&mut self, service: &str, source: &str, metric: &str) -> (SeriesId, bool) {
-        if let Some(id) = self.get(service, source, metric) {
-            return (id, false);
-        }
         let k = (
             self.services.intern(service),
             self.sources.intern(source),

@@ -114,18 +114,17 @@ impl Partial {
     }
 
     /// Folds another partial in (commutative and associative).
+    #[inline]
     pub fn merge(&mut self, o: &Partial) {
         if o.count == 0 {
             return;
         }
+        let was_empty = self.count == 0;
         self.count += o.count;
         self.sum += o.sum;
         self.min = self.min.min(o.min);
         self.max = self.max.max(o.max);
-        if self.count == o.count
-            || o.last_ts > self.last_ts
-            || (o.last_ts == self.last_ts && o.last.to_bits() > self.last.to_bits())
-        {
+        if takes_last(was_empty, (o.last_ts, o.last), (self.last_ts, self.last)) {
             self.last = o.last;
             self.last_ts = o.last_ts;
         }
@@ -134,17 +133,7 @@ impl Partial {
     /// Folds one value in: the same as merging `Partial::of(value, ts)`.
     #[inline]
     pub fn add(&mut self, value: f64, ts: i64) {
-        self.count += 1;
-        self.sum += value;
-        self.min = self.min.min(value);
-        self.max = self.max.max(value);
-        if self.count == 1
-            || ts > self.last_ts
-            || (ts == self.last_ts && value.to_bits() > self.last.to_bits())
-        {
-            self.last = value;
-            self.last_ts = ts;
-        }
+        self.merge(&Partial::of(value, ts));
     }
 
     /// Mean of the folded values.
@@ -199,6 +188,15 @@ impl FragmentResult {
             self.rollup_ms = None;
         }
     }
+}
+
+/// Whether a `last` sampled at `new.0` replaces the one held (sampled at
+/// `held.0`): the later sample wins, equal times go to the larger bits, and
+/// an empty partial takes anything. Branch-free, as across series the
+/// tie-break is a coin toss.
+#[inline]
+fn takes_last(was_empty: bool, new: (i64, f64), held: (i64, f64)) -> bool {
+    was_empty | (new.0 > held.0) | ((new.0 == held.0) & (new.1.to_bits() > held.1.to_bits()))
 }
 
 /// Per-step partials of one group, column by column, so that a run of
@@ -293,9 +291,8 @@ impl Partials {
             .iter()
             .zip(self.last[k0..k1].iter_mut())
             .zip(self.last_ts[k0..k1].iter_mut());
-        // Branch-free: across series the tie-break on bits is a coin toss.
         for (((&c, l), lt), (&t, &v)) in cols.zip(ts.iter().zip(vals)) {
-            let newer = (c == 1) | (t > *lt) | ((t == *lt) & (v.to_bits() > l.to_bits()));
+            let newer = takes_last(c == 1, (t, v), (*lt, *l));
             *l = if newer { v } else { *l };
             *lt = if newer { t } else { *lt };
         }
