@@ -687,7 +687,7 @@ impl Federator {
             .collect();
         let lookup: Vec<String> = keys.iter().flatten().cloned().collect();
         let found = self.cache.get(&lookup).await;
-        let mut gathered = spans::Gathered::new();
+        let mut groups = Groups::new();
         let mut cached = 0u32;
         // Runs of pieces that must be computed: (start, end, pieces).
         let mut runs: Vec<Run> = Vec::new();
@@ -698,7 +698,7 @@ impl Federator {
                 .and_then(|k| found.get(k))
                 .and_then(|b| spans::decode_cells(b))
             {
-                spans::gather(&mut gathered, g);
+                spans::gather(&mut groups, g);
                 cached += 1;
                 open = false;
                 continue;
@@ -712,7 +712,6 @@ impl Federator {
             }
             open = true;
         }
-        let mut groups = spans::build(gathered);
         let computed = runs.iter().map(|r| r.2.len() as u32).sum();
         let calls = runs.iter().map(|(a, b, _)| {
             let start = spans::align_up(*a, step, phase);

@@ -11,12 +11,11 @@
 //! `mutable_after_ms` reads only immutable data until a backfill bumps the epoch of one
 //! of its (service, day)s, and the epochs are part of its key.
 
-use std::collections::BTreeMap;
 use std::hash::Hasher;
 
 use query_lang::SeriesKey;
 
-use crate::storage::{Cell, Cells, Epochs, Groups, normalise_cells};
+use crate::storage::{Cell, Cells, Epochs, Groups, add_cells};
 
 /// Span widths, coarsest first (ms).
 pub const WIDTHS: [i64; 4] = [3 * 3_600_000, 30 * 60_000, 5 * 60_000, 60_000];
@@ -205,7 +204,7 @@ pub fn encode(groups: &Groups) -> Vec<u8> {
 }
 
 /// Decodes what [`encode`] wrote, without building maps: spans of one query are
-/// gathered with [`gather`] and built once with [`build`]. `None` for anything else
+/// gathered into their groups with [`gather`]. `None` for anything else
 /// (treated as a miss).
 pub fn decode_cells(b: &[u8]) -> Option<Vec<(SeriesKey, Cells)>> {
     let mut r = Reader { b, at: 0 };
@@ -262,28 +261,12 @@ pub fn decode_cells(b: &[u8]) -> Option<Vec<(SeriesKey, Cells)>> {
     (r.at == b.len()).then_some(out)
 }
 
-/// Cells of several spans by group, not yet merged.
-pub type Gathered = BTreeMap<SeriesKey, Cells>;
-
-/// Adds a decoded span to `into`.
-pub fn gather(into: &mut Gathered, span: Vec<(SeriesKey, Cells)>) {
+/// Adds a decoded span to `into`: appended when, as usual, spans come in time order;
+/// cells of equal times merge.
+pub fn gather(into: &mut Groups, span: Vec<(SeriesKey, Cells)>) {
     for (k, cells) in span {
-        let e = into.entry(k).or_default();
-        if e.is_empty() {
-            *e = cells;
-        } else {
-            e.extend(cells);
-        }
+        add_cells(into, k, cells);
     }
-}
-
-/// The groups of gathered spans, cells of equal times merged (nothing to do when, as
-/// usual, the spans came in time order).
-pub fn build(gathered: Gathered) -> Groups {
-    gathered
-        .into_iter()
-        .map(|(k, cells)| (k, normalise_cells(cells)))
-        .collect()
 }
 
 struct Reader<'a> {
@@ -423,13 +406,12 @@ mod tests {
             span("a", &[(3, 3.0)]),
             span("a", &[(0, 0.5), (2, 7.0)]),
         ];
-        let mut gathered = Gathered::new();
+        let mut built = Groups::new();
         let mut merged = Groups::new();
         for g in &spans {
-            gather(&mut gathered, decode_cells(&encode(g)).unwrap());
+            gather(&mut built, decode_cells(&encode(g)).unwrap());
             crate::storage::merge_groups(&mut merged, g.clone());
         }
-        let built = build(gathered);
         assert_eq!(built, merged);
         let a = &built[&key("a")];
         assert_eq!(a.iter().find(|c| c.0 == 2).unwrap().1.count, 2);
@@ -459,9 +441,9 @@ mod tests {
             cells,
         );
         let b = encode(&g);
-        let mut back = Gathered::new();
+        let mut back = Groups::new();
         gather(&mut back, decode_cells(&b).unwrap());
-        assert_eq!(encode(&build(back)), b);
+        assert_eq!(encode(&back), b);
         assert!(decode_cells(&b[..b.len() - 1]).is_none());
         assert!(decode_cells(&[9, 0, 0]).is_none());
         assert!(decode_cells(&[]).is_none());

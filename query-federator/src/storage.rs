@@ -58,7 +58,6 @@ impl Cell {
     }
 }
 
-/// Partial cells per group key, per step time.
 /// Cells of one group, ascending by time, one per time.
 pub type Cells = Vec<(i64, Cell)>;
 
@@ -115,6 +114,12 @@ pub fn merge_cells(into: &mut Cells, from: Cells) {
         out.push(next);
     }
     *into = out;
+}
+
+/// Adds cells of group `key` in any order to `into` (see [`normalise_cells`] and
+/// [`merge_cells`]).
+pub fn add_cells(into: &mut Groups, key: SeriesKey, cells: Cells) {
+    merge_cells(into.entry(key).or_default(), normalise_cells(cells));
 }
 
 /// Merges `from` into `into`.
@@ -538,7 +543,7 @@ impl Zone {
                                     (c.timestamp_ms, cell)
                                 })
                                 .collect();
-                            merge_cells(groups.entry(key).or_default(), normalise_cells(cells));
+                            add_cells(&mut groups, key, cells);
                         }
                         if let Some(s) = chunk.stats {
                             cost.series += s.series_touched;
