@@ -104,38 +104,50 @@ fn error(e: &QueryError) -> Response {
         .into_response()
 }
 
-/// The success envelope, serialised straight from `data` (a matrix of many points
-/// is never built as a JSON tree first).
+/// The success envelope around `data`.
 fn success(data: impl Serialize, warnings: &[String], missing: &[Missing]) -> Response {
-    #[derive(Serialize)]
-    #[serde(rename_all = "camelCase")]
-    struct Envelope<'a, D> {
-        status: &'static str,
-        data: D,
-        #[serde(skip_serializing_if = "<[String]>::is_empty")]
-        warnings: &'a [String],
-        #[serde(skip_serializing_if = "std::ops::Not::not")]
-        partial: bool,
-        #[serde(skip_serializing_if = "Vec::is_empty")]
-        missing_zones: Vec<Json>,
-    }
-    let body = Envelope {
-        status: "success",
-        data,
+    success_with(
+        |out| serde_json::to_writer(out, &data),
+        0,
         warnings,
-        partial: !missing.is_empty(),
-        missing_zones: missing
-            .iter()
-            .map(|m| {
-                json!({"zone": m.zone, "reason": m.reason,
-                       "start": secs(m.range.0), "end": secs(m.range.1)})
-            })
-            .collect(),
-    };
-    match serde_json::to_vec(&body) {
-        Ok(bytes) => (
+        missing,
+    )
+}
+
+/// The success envelope, with its `data` written by `write_data` straight into the
+/// answer (a matrix of many points is never built as a JSON tree first); `capacity`
+/// is what `data` is expected to take.
+fn success_with(
+    write_data: impl FnOnce(&mut Vec<u8>) -> serde_json::Result<()>,
+    capacity: usize,
+    warnings: &[String],
+    missing: &[Missing],
+) -> Response {
+    let mut out = Vec::with_capacity(capacity + 256);
+    out.extend_from_slice(br#"{"status":"success","data":"#);
+    let written = write_data(&mut out).and_then(|()| {
+        if !warnings.is_empty() {
+            out.extend_from_slice(br#","warnings":"#);
+            serde_json::to_writer(&mut out, warnings)?;
+        }
+        if !missing.is_empty() {
+            let zones: Vec<Json> = missing
+                .iter()
+                .map(|m| {
+                    json!({"zone": m.zone, "reason": m.reason,
+                           "start": secs(m.range.0), "end": secs(m.range.1)})
+                })
+                .collect();
+            out.extend_from_slice(br#","partial":true,"missingZones":"#);
+            serde_json::to_writer(&mut out, &zones)?;
+        }
+        out.push(b'}');
+        Ok(())
+    });
+    match written {
+        Ok(()) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
-            bytes,
+            out,
         )
             .into_response(),
         Err(e) => error(&QueryError::Internal(format!(
@@ -195,21 +207,31 @@ fn with_value_text<R>(v: f64, f: impl FnOnce(&str) -> R) -> R {
     }
 }
 
-/// A point `[t, "v"]` as Prometheus writes it, without a JSON tree.
-struct PointJson(i64, f64);
-
-impl Serialize for PointJson {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeTuple;
-        let mut t = s.serialize_tuple(2)?;
-        if self.0 % 1000 == 0 {
-            t.serialize_element(&(self.0 / 1000))?;
-        } else {
-            t.serialize_element(&(self.0 as f64 / 1000.0))?;
+/// Writes points as Prometheus does, `[[t,"v"],...]` with `t` in Unix seconds, without
+/// a JSON tree (value texts need no escaping).
+fn write_points(out: &mut Vec<u8>, points: &[(i64, f64)]) {
+    out.reserve(points.len() * 24 + 2);
+    out.push(b'[');
+    for (i, &(t, v)) in points.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
         }
-        t.serialize_element(&ValueText(self.1))?;
-        t.end()
+        out.push(b'[');
+        if t % 1000 == 0 {
+            out.extend_from_slice(itoa::Buffer::new().format(t / 1000).as_bytes());
+        } else {
+            // What serde_json writes for the f64 (always finite here).
+            out.extend_from_slice(
+                ryu::Buffer::new()
+                    .format_finite(t as f64 / 1000.0)
+                    .as_bytes(),
+            );
+        }
+        out.extend_from_slice(b",\"");
+        with_value_text(v, |text| out.extend_from_slice(text.as_bytes()));
+        out.extend_from_slice(b"\"]");
     }
+    out.push(b']');
 }
 
 /// Whether the exact decimal expansion of finite, normal `v` has at least 19
@@ -232,25 +254,6 @@ fn long_exact(v: f64) -> bool {
         >= 18.0
 }
 
-/// A value as its text ([`value_text`]), written straight into the output without a
-/// `String` of its own.
-struct ValueText(f64);
-
-impl Serialize for ValueText {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        with_value_text(self.0, |t| s.serialize_str(t))
-    }
-}
-
-/// The points of a series.
-struct PointsJson<'a>(&'a [(i64, f64)]);
-
-impl Serialize for PointsJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.iter().map(|&(t, v)| PointJson(t, v)))
-    }
-}
-
 fn metric(k: &SeriesKey) -> Json {
     let mut m = serde_json::Map::new();
     for (name, v) in [
@@ -265,55 +268,45 @@ fn metric(k: &SeriesKey) -> Json {
     Json::Object(m)
 }
 
-/// A range answer, `{"resultType":"matrix","result":[...]}`.
-struct MatrixJson<'a> {
-    answer: &'a Answer,
-    range: Range,
-}
-
-impl Serialize for MatrixJson<'_> {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        #[derive(Serialize)]
-        struct One<'a> {
-            metric: Json,
-            values: PointsJson<'a>,
+/// Writes a range answer, `{"resultType":"matrix","result":[...]}`.
+fn write_matrix(out: &mut Vec<u8>, answer: &Answer, range: Range) -> serde_json::Result<()> {
+    fn one(
+        out: &mut Vec<u8>,
+        first: bool,
+        metric: &Json,
+        points: &[(i64, f64)],
+    ) -> serde_json::Result<()> {
+        if !first {
+            out.push(b',');
         }
-        let mut m = s.serialize_map(Some(2))?;
-        m.serialize_entry("resultType", "matrix")?;
-        match &self.answer.value {
-            Value::Series(set) => m.serialize_entry(
-                "result",
-                &SeqJson(set.iter().map(|x| One {
-                    metric: metric(&x.key),
-                    values: PointsJson(&x.points),
-                })),
-            )?,
-            Value::Scalar(x) => {
-                let points: Vec<(i64, f64)> = self.range.times().map(|t| (t, *x)).collect();
-                m.serialize_entry(
-                    "result",
-                    &[One {
-                        metric: json!({}),
-                        values: PointsJson(&points),
-                    }],
-                )?
+        out.extend_from_slice(br#"{"metric":"#);
+        serde_json::to_writer(&mut *out, metric)?;
+        out.extend_from_slice(br#","values":"#);
+        write_points(out, points);
+        out.push(b'}');
+        Ok(())
+    }
+    out.extend_from_slice(br#"{"resultType":"matrix","result":["#);
+    match &answer.value {
+        Value::Series(set) => {
+            for (i, x) in set.iter().enumerate() {
+                one(out, i == 0, &metric(&x.key), &x.points)?;
             }
         }
-        m.end()
+        Value::Scalar(x) => {
+            let points: Vec<(i64, f64)> = range.times().map(|t| (t, *x)).collect();
+            one(out, true, &json!({}), &points)?;
+        }
     }
+    out.extend_from_slice(b"]}");
+    Ok(())
 }
 
-/// A sequence serialised from an iterator (cloned, so it can be walked once more).
-struct SeqJson<I>(I);
-
-impl<I> Serialize for SeqJson<I>
-where
-    I: Iterator + Clone,
-    I::Item: Serialize,
-{
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_seq(self.0.clone())
+/// What a range answer's JSON is expected to take, to write it without regrowing.
+fn matrix_bytes(answer: &Answer, range: Range) -> usize {
+    match &answer.value {
+        Value::Series(set) => set.iter().map(|x| 64 + x.points.len() * 24).sum(),
+        Value::Scalar(_) => 64 + range.times().count() * 24,
     }
 }
 
@@ -326,7 +319,12 @@ async fn query_range(State(fed): State<Arc<Federator>>, Query(url): Url, body: B
                 Err(e) => return error(&e),
             };
             match fed.query(text, range, deadline).await {
-                Ok(a) => success(MatrixJson { answer: &a, range }, &a.warnings, &a.missing),
+                Ok(a) => success_with(
+                    |out| write_matrix(out, &a, range),
+                    matrix_bytes(&a, range),
+                    &a.warnings,
+                    &a.missing,
+                ),
                 Err(e) => error(&e),
             }
         }
@@ -582,6 +580,61 @@ async fn buildinfo() -> Response {
 mod tests {
     use super::*;
 
+    /// The hand-written envelope is the JSON tree it stands for, escapes included.
+    #[test]
+    fn written_matrix_is_the_envelope_tree() {
+        let key = |source: &str| SeriesKey {
+            service: Some("web".into()),
+            source: Some(source.into()),
+            metric: Some("http/\"q\"\\count\n".into()),
+        };
+        let answer = Answer {
+            value: Value::Series(vec![
+                query_lang::Series {
+                    key: key("h1"),
+                    points: vec![(60_000, 1.0), (120_500, f64::NAN), (180_000, -0.25)],
+                },
+                query_lang::Series {
+                    key: key("h2"),
+                    points: vec![],
+                },
+            ]),
+            missing: vec![Missing {
+                zone: "dc2".into(),
+                reason: "timed out".into(),
+                range: (0, 1_500),
+            }],
+            warnings: vec!["partial answer: zone dc2 is missing (timed out)".into()],
+            stats: Default::default(),
+        };
+        let range = Range {
+            start: 60_000,
+            end: 240_000,
+            step: 60_000,
+        };
+        let resp = success_with(
+            |out| write_matrix(out, &answer, range),
+            matrix_bytes(&answer, range),
+            &answer.warnings,
+            &answer.missing,
+        );
+        let body =
+            futures::executor::block_on(axum::body::to_bytes(resp.into_body(), 1 << 20)).unwrap();
+        let got: Json = serde_json::from_slice(&body).unwrap();
+        let metric = |source: &str| json!({"service": "web", "source": source, "metric": "http/\"q\"\\count\n"});
+        let want = json!({
+            "status": "success",
+            "data": {"resultType": "matrix", "result": [
+                {"metric": metric("h1"), "values": [[60, "1"], [120.5, "NaN"], [180, "-0.25"]]},
+                {"metric": metric("h2"), "values": []},
+            ]},
+            "warnings": answer.warnings,
+            "partial": true,
+            "missingZones": [{"zone": "dc2", "reason": "timed out", "start": 0, "end": 1.5}],
+        });
+        assert_eq!(got, want);
+    }
+
     /// The fast paths write exactly what Display (Prometheus's plain decimals) writes.
     #[test]
     fn value_text_in_json_is_display_text() {
@@ -624,8 +677,13 @@ mod tests {
                 f64::NEG_INFINITY => "-Inf".to_string(),
                 _ => format!("{v}"),
             };
-            let json = serde_json::to_string(&ValueText(v)).unwrap();
-            assert_eq!(json, format!("\"{display}\""), "{v:e}");
+            let mut json = Vec::new();
+            write_points(&mut json, &[(1_500, v)]);
+            assert_eq!(
+                String::from_utf8(json).unwrap(),
+                format!("[[1.5,\"{display}\"]]"),
+                "{v:e}"
+            );
             assert_eq!(value_text(v), display, "{v:e}");
         }
     }

@@ -2,6 +2,10 @@
 //! storage-frontend (the `aerie storage` binary, started as a child process) and a real
 //! memcached.
 //!
+//! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
+//! and `--days` reuses it instead of loading again; `--cases` picks what runs
+//! (`single,local,sum5,sum1`; `local` is the default cache setting alone).
+//!
 //! ```text
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
 //! ```
@@ -28,6 +32,8 @@ use service_kit::{Common, ServerConfig, Shutdown};
 
 const MIN: i64 = 60_000;
 const DAY: i64 = 86_400_000;
+/// The in-process span tier's size in the default cache setting.
+const LOCAL: u64 = 64 << 20;
 
 fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -84,6 +90,11 @@ struct Args {
     days: i64,
     /// Runs of the single-series query per cache setting (more for profiling).
     single_runs: usize,
+    /// Where storage keeps its data; a directory a previous run loaded is reused.
+    data: Option<std::path::PathBuf>,
+    /// Which cases run: `single` (the three cache settings), `local` (the default
+    /// setting alone), `sum5`, `sum1`.
+    cases: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -91,6 +102,8 @@ fn args() -> anyhow::Result<Args> {
         series: 10_000,
         days: 7,
         single_runs: 500,
+        data: None,
+        cases: vec!["single".into(), "sum5".into(), "sum1".into()],
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -99,7 +112,11 @@ fn args() -> anyhow::Result<Args> {
             "--series" => a.series = v.parse()?,
             "--days" => a.days = v.parse()?,
             "--single-runs" => a.single_runs = v.parse()?,
-            _ => bail!("unknown flag {flag}; flags: --series N --days D --single-runs R"),
+            "--data" => a.data = Some(v.into()),
+            "--cases" => a.cases = v.split(',').map(str::to_owned).collect(),
+            _ => bail!(
+                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1"
+            ),
         }
     }
     Ok(a)
@@ -345,16 +362,28 @@ async fn run(
         .await?;
     let body = resp.bytes().await?;
     let took = began.elapsed();
-    let v: serde_json::Value = serde_json::from_slice(&body)?;
-    if v["status"] != "success" {
-        bail!("{q} failed: {v}");
+    // Checked and counted without a JSON tree: the client shares the process with the
+    // federator, and should take as little from it as it can between queries.
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        status: String,
+        data: Option<Data>,
     }
-    let points = v["data"]["result"].as_array().map_or(0, |r| {
-        r.iter()
-            .map(|s| s["values"].as_array().map_or(0, Vec::len))
-            .sum()
-    });
-    Ok((took, points))
+    #[derive(serde::Deserialize)]
+    struct Data {
+        result: Vec<Result>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Result {
+        values: Vec<serde::de::IgnoredAny>,
+    }
+    let a: Answer = serde_json::from_slice(&body)?;
+    match a.data {
+        Some(d) if a.status == "success" => {
+            Ok((took, d.result.iter().map(|r| r.values.len()).sum()))
+        }
+        _ => bail!("{q} failed: {}", String::from_utf8_lossy(&body)),
+    }
 }
 
 fn ms(d: Duration) -> f64 {
@@ -377,13 +406,29 @@ async fn main() -> anyhow::Result<()> {
         })?;
     }
     let bin = test_support::aerie_binary(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))?;
-    let data = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
+    let temp = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
+    let data = a.data.clone().unwrap_or_else(|| temp.path().to_owned());
+    // A kept directory records what was loaded into it and when the data ends.
+    let marker = data.join("federator-bench.loaded");
+    let loaded: Option<i64> = std::fs::read_to_string(&marker).ok().and_then(|t| {
+        let mut w = t.split_whitespace().map(|x| x.parse::<i64>().ok());
+        match (w.next()??, w.next()??, w.next()??) {
+            (s, d, end) if s == a.series as i64 && d == a.days => Some(end),
+            _ => None,
+        }
+    });
+    if a.data.is_some() && loaded.is_none() && marker.exists() {
+        bail!(
+            "{} holds another load: pass the --series and --days it was loaded with, or another --data",
+            data.display()
+        );
+    }
     let (http_port, grpc_port, mc_port) = (free_port()?, free_port()?, free_port()?);
     let _storage = KillOnDrop(
         Command::new(&bin)
             .arg("storage")
             .arg("--data-dir")
-            .arg(data.path())
+            .arg(&data)
             .args(["--listen-host", "127.0.0.1"])
             .args(["--set", &format!("storage.server.http_port={http_port}")])
             .args(["--set", &format!("storage.server.grpc_port={grpc_port}")])
@@ -402,10 +447,17 @@ async fn main() -> anyhow::Result<()> {
         .duration_since(std::time::UNIX_EPOCH)?
         .as_millis() as i64;
     // End an hour ago, on the hour: the whole range is immutable and tiles into spans.
-    let end = now - now.rem_euclid(3_600_000) - 3_600_000;
+    let end = match loaded {
+        Some(end) => end,
+        None => {
+            let end = now - now.rem_euclid(3_600_000) - 3_600_000;
+            load(&grpc, &a, end).await?;
+            settle(http_port).await?;
+            std::fs::write(&marker, format!("{} {} {end}\n", a.series, a.days))?;
+            end
+        }
+    };
     let start = end - a.days * DAY;
-    load(&grpc, &a, end).await?;
-    settle(http_port).await?;
     storage_alone(&grpc, start, end).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4)
@@ -418,12 +470,15 @@ async fn main() -> anyhow::Result<()> {
 
     // Single series, one day, raw one-minute step.
     let one = "ts(bench, h00042, m)";
-    const LOCAL: u64 = 64 << 20;
+    let single = a.cases.iter().any(|c| c == "single");
     for (label, cache, local) in [
         ("no cache", None, 0),
         ("memcached", Some(mc_port), 0),
         ("in-process tier + memcached", Some(mc_port), LOCAL),
-    ] {
+    ]
+    .into_iter()
+    .filter(|c| single || (c.2 > 0 && a.cases.iter().any(|c| c == "local")))
+    {
         let fed = federator(&grpc, cache, local).await?;
         if local > 0 {
             // What any answer costs over this HTTP client and server: the floor.
@@ -460,6 +515,9 @@ async fn main() -> anyhow::Result<()> {
         fed.shutdown.cancel();
     }
 
+    if !a.cases.iter().any(|c| c == "sum5") {
+        return sum1(&a, &http, &grpc, mc_port, start, end).await;
+    }
     // sum over every series, 5-minute step: cold, then warm.
     let mut colds = Vec::new();
     let mut warm = Vec::new();
@@ -493,14 +551,30 @@ async fn main() -> anyhow::Result<()> {
         ms(pct(&mut warm, 0.99)),
     );
 
-    // sum over every series, 1-minute step (every raw sample): cold.
+    sum1(&a, &http, &grpc, mc_port, start, end).await
+}
+
+/// `sum` over every series at a 1-minute step (every raw sample), cold.
+async fn sum1(
+    a: &Args,
+    http: &reqwest::Client,
+    grpc: &str,
+    mc_port: u16,
+    start: i64,
+    end: i64,
+) -> anyhow::Result<()> {
+    if !a.cases.iter().any(|c| c == "sum1") {
+        return Ok(());
+    }
+    let all = "sum(ts(bench, *, m))";
+    let mut pts = 0;
     let mut colds = Vec::new();
     for _ in 0..3 {
         // Let the stores of the previous run land before emptying the cache.
         tokio::time::sleep(Duration::from_millis(500)).await;
         flush_memcached(mc_port)?;
-        let fed = federator(&grpc, Some(mc_port), LOCAL).await?;
-        let (d, p) = run(&http, &fed, all, start, end, MIN).await?;
+        let fed = federator(grpc, Some(mc_port), LOCAL).await?;
+        let (d, p) = run(http, &fed, all, start, end, MIN).await?;
         colds.push(d);
         pts = p;
         fed.shutdown.cancel();
