@@ -2,7 +2,9 @@
 //! in-process one ([`LocalSpans`]) and a no-cache one, and [`Cache`], which the
 //! federator uses: the in-process tier first, then memcached; every failure or slow
 //! answer of memcached turns into a bypass (counted), never into a failed or
-//! different answer.
+//! different answer. Values are [`Cached`]: bytes in memcached, and in this process
+//! the form cheapest to serve again (the federator keeps a span's cells decoded, so
+//! a hit in this process copies and decodes nothing).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,6 +46,30 @@ pub trait SpanCache: Send + Sync + std::fmt::Debug {
     fn enabled(&self) -> bool;
 }
 
+/// A value the cache holds: bytes in memcached, and in the in-process tier whatever
+/// form is cheapest to serve again.
+pub trait Cached: Clone + Send + Sync + std::fmt::Debug + 'static {
+    /// Its bytes in memcached.
+    fn encode(&self) -> Vec<u8>;
+    /// The value of memcached's bytes; `None` for bytes it never wrote (a miss).
+    fn decode(bytes: Vec<u8>) -> Option<Self>;
+    /// The memory it takes, which bounds the in-process tier.
+    fn weight(&self) -> u64;
+}
+
+/// Plain bytes.
+impl Cached for Vec<u8> {
+    fn encode(&self) -> Vec<u8> {
+        self.clone()
+    }
+    fn decode(bytes: Vec<u8>) -> Option<Self> {
+        Some(bytes)
+    }
+    fn weight(&self) -> u64 {
+        self.len() as u64
+    }
+}
+
 /// Caches nothing: every get misses, every set is dropped.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoCache;
@@ -69,24 +95,24 @@ impl SpanCache for NoCache {
     }
 }
 
-/// Spans in this process, bounded by bytes (keys and values), least recently used
+/// Spans in this process, bounded by memory (keys and values), least recently used
 /// first out: a dashboard's repeated query is served without leaving the process.
 /// Values are immutable like every span, so nothing but memory bounds them.
 #[derive(Debug)]
-pub struct LocalSpans {
-    spans: quick_cache::sync::Cache<String, Arc<[u8]>, SpanWeight>,
+pub struct LocalSpans<V: Cached = Vec<u8>> {
+    spans: quick_cache::sync::Cache<String, V, SpanWeight>,
 }
 
 #[derive(Debug, Clone, Copy)]
 struct SpanWeight;
 
-impl quick_cache::Weighter<String, Arc<[u8]>> for SpanWeight {
-    fn weight(&self, key: &String, val: &Arc<[u8]>) -> u64 {
-        (key.len() + val.len() + 64) as u64
+impl<V: Cached> quick_cache::Weighter<String, V> for SpanWeight {
+    fn weight(&self, key: &String, val: &V) -> u64 {
+        key.len() as u64 + val.weight() + 64
     }
 }
 
-impl LocalSpans {
+impl<V: Cached> LocalSpans<V> {
     /// A cache of at most `bytes`.
     pub fn new(bytes: u64) -> Self {
         // quick_cache sizes its table by an item estimate: a span is a few KiB.
@@ -96,19 +122,20 @@ impl LocalSpans {
         }
     }
 
-    fn get(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
+    fn get(&self, keys: &[String]) -> HashMap<String, V> {
         keys.iter()
-            .filter_map(|k| self.spans.get(k).map(|v| (k.clone(), v.to_vec())))
+            .filter_map(|k| self.spans.get(k).map(|v| (k.clone(), v)))
             .collect()
     }
 
-    fn put(&self, items: &[(String, Vec<u8>)]) {
+    fn put(&self, items: &[(String, V)]) {
         for (k, v) in items {
-            self.spans.insert(k.clone(), Arc::from(v.as_slice()));
+            self.spans.insert(k.clone(), v.clone());
         }
     }
 }
 
+/// The in-process tier on its own, as a bytes backend.
 impl SpanCache for LocalSpans {
     fn get_many<'a>(
         &'a self,
@@ -292,8 +319,8 @@ impl CacheStats {
 /// per-call timeout and a pause after each failure, during which calls are bypassed
 /// at once.
 #[derive(Debug, Clone)]
-pub struct Cache {
-    local: Option<Arc<LocalSpans>>,
+pub struct Cache<V: Cached = Vec<u8>> {
+    local: Option<Arc<LocalSpans<V>>>,
     inner: Arc<dyn SpanCache>,
     timeout: Duration,
     retry_after: Duration,
@@ -303,7 +330,7 @@ pub struct Cache {
     pub stats: CacheStats,
 }
 
-impl Cache {
+impl<V: Cached> Cache<V> {
     /// Wraps `inner`.
     pub fn new(
         inner: Arc<dyn SpanCache>,
@@ -349,16 +376,16 @@ impl Cache {
     }
 
     /// The cached values of `keys`; empty when the backend fails, is slow or paused.
-    pub async fn get(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
+    pub async fn get(&self, keys: &[String]) -> HashMap<String, V> {
         self.lookup(keys, true).await
     }
 
     /// [`Cache::get`] without counting hits and misses (for explain, which serves nothing).
-    pub async fn peek(&self, keys: &[String]) -> HashMap<String, Vec<u8>> {
+    pub async fn peek(&self, keys: &[String]) -> HashMap<String, V> {
         self.lookup(keys, false).await
     }
 
-    async fn lookup(&self, keys: &[String], count: bool) -> HashMap<String, Vec<u8>> {
+    async fn lookup(&self, keys: &[String], count: bool) -> HashMap<String, V> {
         if keys.is_empty() || !self.enabled() {
             return HashMap::new();
         }
@@ -372,14 +399,17 @@ impl Cache {
             .cloned()
             .collect();
         if !rest.is_empty() && self.inner.enabled() {
-            let remote = self.remote_get(&rest).await;
+            // Bytes that do not decode are misses.
+            let remote: Vec<(String, V)> = self
+                .remote_get(&rest)
+                .await
+                .into_iter()
+                .filter_map(|(k, b)| Some((k, V::decode(b)?)))
+                .collect();
             if let Some(l) = &self.local {
-                let items: Vec<(String, Vec<u8>)> = remote.into_iter().collect();
-                l.put(&items);
-                found.extend(items);
-            } else {
-                found.extend(remote);
+                l.put(&remote);
             }
+            found.extend(remote);
         }
         if count {
             self.stats.hits.add(found.len() as u64);
@@ -409,7 +439,7 @@ impl Cache {
     }
 
     /// Stores `items`, skipping values too large for memcached; failures only count.
-    pub async fn put(&self, items: Vec<(String, Vec<u8>)>) {
+    pub async fn put(&self, items: Vec<(String, V)>) {
         if let Some(l) = &self.local {
             l.put(&items);
             if !self.inner.enabled() {
@@ -425,6 +455,7 @@ impl Cache {
         }
         let (ok, big): (Vec<_>, Vec<_>) = items
             .into_iter()
+            .map(|(k, v)| (k, v.encode()))
             .partition(|(_, v)| v.len() <= MAX_VALUE_BYTES);
         self.stats.too_large.add(big.len() as u64);
         let n = ok.len() as u64;

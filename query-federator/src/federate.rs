@@ -30,7 +30,7 @@ use crate::cache::Cache;
 use crate::config::Limits;
 use crate::error::QueryError;
 use crate::params::now_ms;
-use crate::spans::{self, Piece};
+use crate::spans::{self, Piece, SpanCells};
 use crate::storage::{
     Cell, Cost, Epochs, Groups, StorageFragment, Zone, ZoneFailure, merge_groups,
 };
@@ -156,7 +156,7 @@ struct FedStats {
 #[derive(Debug, Clone)]
 pub struct Federator {
     zones: Arc<Vec<Zone>>,
-    cache: Cache,
+    cache: Cache<SpanCells>,
     roles: Option<CollectorClient<Channel>>,
     limits: Limits,
     query_timeout: Duration,
@@ -219,7 +219,7 @@ impl Federator {
     /// The engine over `zones`, with `cache` and an optional collector for roles.
     pub fn new(
         zones: Vec<Zone>,
-        cache: Cache,
+        cache: Cache<SpanCells>,
         roles: Option<CollectorClient<Channel>>,
         limits: Limits,
         query_timeout: Duration,
@@ -693,12 +693,8 @@ impl Federator {
         let mut runs: Vec<Run> = Vec::new();
         let mut open = false;
         for (pc, key) in pieces.iter().zip(&keys) {
-            if let Some(g) = key
-                .as_ref()
-                .and_then(|k| found.get(k))
-                .and_then(|b| spans::decode_cells(b))
-            {
-                spans::gather(&mut groups, g);
+            if let Some(span) = key.as_ref().and_then(|k| found.get(k)) {
+                spans::gather(&mut groups, span);
                 cached += 1;
                 open = false;
                 continue;
@@ -732,15 +728,13 @@ impl Federator {
             cost.resolution_ms = cost.resolution_ms.max(c.resolution_ms);
             for (pc, key) in &run.2 {
                 if let Some(k) = key {
-                    store.push((
-                        k.clone(),
-                        spans::encode(&spans::slice(&g, pc.start, pc.end)),
-                    ));
+                    store.push((k.clone(), spans::slice(&g, pc.start, pc.end)));
                 }
             }
             merge_groups(&mut groups, g);
         }
-        // Storing is off the answer's path: the answer never depends on the cache.
+        // Storing (and encoding for memcached) is off the answer's path: the answer
+        // never depends on the cache.
         if !store.is_empty() {
             let cache = self.cache.clone();
             tokio::spawn(async move { cache.put(store).await });

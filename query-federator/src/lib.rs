@@ -32,7 +32,7 @@ use proto::collector::collector_client::CollectorClient;
 use proto::query::query_server::QueryServer;
 use service_kit::{App, Bound, ConfigError, ServeError, Shutdown, StatsReceiver};
 
-pub use cache::{Cache, CacheStats, LocalSpans, Memcached, NoCache, SpanCache};
+pub use cache::{Cache, CacheStats, Cached, LocalSpans, Memcached, NoCache, SpanCache};
 pub use config::{CacheConfig, Config, Limits, ZoneConfig};
 pub use error::QueryError;
 pub use federate::{Answer, Federator};
@@ -61,7 +61,7 @@ pub struct Server {
 }
 
 /// The span cache the config asks for: memcached when servers are given, else none.
-pub fn cache_for(config: &Config, stats: &StatsReceiver) -> Cache {
+pub fn cache_for(config: &Config, stats: &StatsReceiver) -> Cache<spans::SpanCells> {
     let backend: Arc<dyn SpanCache> = if config.common.memcached.is_empty() {
         Arc::new(NoCache)
     } else {

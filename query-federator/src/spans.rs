@@ -1,6 +1,6 @@
 //! Splitting a fragment's grid into aligned time spans (3h, 30m, 5m, 1m; the coarsest
-//! that fits at each point), deciding which may be cached, their FNV-1a keys, and the
-//! byte encoding of a span's partial cells.
+//! that fits at each point), deciding which may be cached, their FNV-1a keys, a span's
+//! partial cells as the cache holds them ([`SpanCells`]) and their byte encoding.
 //!
 //! ```text
 //!   grid [lo, hi) -- edge --|-- 5m --|-- 30m --|---- 3h ---- ... --|-- 30m --|-- edge, mutable tail
@@ -12,10 +12,12 @@
 //! of its (service, day)s, and the epochs are part of its key.
 
 use std::hash::Hasher;
+use std::sync::Arc;
 
 use query_lang::SeriesKey;
 
-use crate::storage::{Cell, Cells, Epochs, Groups, add_cells};
+use crate::cache::Cached;
+use crate::storage::{Cell, Cells, Epochs, Groups, add_sorted_cells, normalise_cells};
 
 /// Span widths, coarsest first (ms).
 pub const WIDTHS: [i64; 4] = [3 * 3_600_000, 30 * 60_000, 5 * 60_000, 60_000];
@@ -159,25 +161,53 @@ pub fn key(zone: &str, fragment: &str, step: i64, piece: Piece, epochs: &Epochs)
     format!("aerie:span:{:016x}", h.finish())
 }
 
+/// A span's groups and their cells (each ascending, one cell per time), decoded once
+/// and shared: what the in-process tier holds, and what memcached holds encoded.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SpanCells(pub Arc<Vec<(SeriesKey, Cells)>>);
+
+impl Cached for SpanCells {
+    fn encode(&self) -> Vec<u8> {
+        encode(&self.0)
+    }
+    fn decode(bytes: Vec<u8>) -> Option<Self> {
+        decode_cells(&bytes).map(|groups| SpanCells(Arc::new(groups)))
+    }
+    fn weight(&self) -> u64 {
+        let key = |k: &SeriesKey| {
+            [&k.service, &k.source, &k.metric]
+                .iter()
+                .map(|p| 24 + p.as_ref().map_or(0, String::len))
+                .sum::<usize>()
+        };
+        let cell = std::mem::size_of::<(i64, Cell)>();
+        self.0
+            .iter()
+            .map(|(k, cells)| (key(k) + 24 + cells.len() * cell) as u64)
+            .sum()
+    }
+}
+
 /// The groups' cells with times in `[start, end)`.
-pub fn slice(groups: &Groups, start: i64, end: i64) -> Groups {
-    let mut out = Groups::new();
+pub fn slice(groups: &Groups, start: i64, end: i64) -> SpanCells {
+    let mut out = Vec::new();
     for (k, cells) in groups {
         let lo = cells.partition_point(|c| c.0 < start);
         let hi = cells.partition_point(|c| c.0 < end).max(lo);
-        let part: Cells = cells[lo..hi].to_vec();
-        if !part.is_empty() {
-            out.insert(k.clone(), part);
+        if hi > lo {
+            out.push((k.clone(), cells[lo..hi].to_vec()));
         }
     }
-    out
+    SpanCells(Arc::new(out))
 }
 
 const VERSION: u8 = 1;
 
 /// Encodes a span's cells.
-pub fn encode(groups: &Groups) -> Vec<u8> {
-    let mut b = vec![VERSION];
+pub fn encode(groups: &[(SeriesKey, Cells)]) -> Vec<u8> {
+    let cells: usize = groups.iter().map(|(_, c)| c.len()).sum();
+    let mut b = Vec::with_capacity(5 + groups.len() * 64 + cells * 56);
+    b.push(VERSION);
     b.extend((groups.len() as u32).to_le_bytes());
     for (k, cells) in groups {
         for part in [&k.service, &k.source, &k.metric] {
@@ -203,9 +233,8 @@ pub fn encode(groups: &Groups) -> Vec<u8> {
     b
 }
 
-/// Decodes what [`encode`] wrote, without building maps: spans of one query are
-/// gathered into their groups with [`gather`]. `None` for anything else
-/// (treated as a miss).
+/// Decodes what [`encode`] wrote, without building maps, each group's cells put in
+/// time order with one cell per time. `None` for anything else (treated as a miss).
 pub fn decode_cells(b: &[u8]) -> Option<Vec<(SeriesKey, Cells)>> {
     let mut r = Reader { b, at: 0 };
     if r.take(1)?[0] != VERSION {
@@ -255,17 +284,17 @@ pub fn decode_cells(b: &[u8]) -> Option<Vec<(SeriesKey, Cells)>> {
                 source,
                 metric,
             },
-            cells,
+            normalise_cells(cells),
         ));
     }
     (r.at == b.len()).then_some(out)
 }
 
-/// Adds a decoded span to `into`: appended when, as usual, spans come in time order;
+/// Adds a span's cells to `into`: appended when, as usual, spans come in time order;
 /// cells of equal times merge.
-pub fn gather(into: &mut Groups, span: Vec<(SeriesKey, Cells)>) {
-    for (k, cells) in span {
-        add_cells(into, k, cells);
+pub fn gather(into: &mut Groups, span: &SpanCells) {
+    for (k, cells) in span.0.iter() {
+        add_sorted_cells(into, k, cells);
     }
 }
 
@@ -409,7 +438,8 @@ mod tests {
         let mut built = Groups::new();
         let mut merged = Groups::new();
         for g in &spans {
-            gather(&mut built, decode_cells(&encode(g)).unwrap());
+            let cells: Vec<(SeriesKey, Cells)> = g.clone().into_iter().collect();
+            gather(&mut built, &SpanCells::decode(encode(&cells)).unwrap());
             crate::storage::merge_groups(&mut merged, g.clone());
         }
         assert_eq!(built, merged);
@@ -440,10 +470,13 @@ mod tests {
             },
             cells,
         );
-        let b = encode(&g);
-        let mut back = Groups::new();
-        gather(&mut back, decode_cells(&b).unwrap());
-        assert_eq!(encode(&back), b);
+        let span = slice(&g, i64::MIN, i64::MAX);
+        let b = span.encode();
+        let back = SpanCells::decode(b.clone()).unwrap();
+        assert_eq!(back.encode(), b);
+        let mut gathered = Groups::new();
+        gather(&mut gathered, &back);
+        assert_eq!(slice(&gathered, i64::MIN, i64::MAX).encode(), b);
         assert!(decode_cells(&b[..b.len() - 1]).is_none());
         assert!(decode_cells(&[9, 0, 0]).is_none());
         assert!(decode_cells(&[]).is_none());

@@ -122,6 +122,21 @@ pub fn add_cells(into: &mut Groups, key: SeriesKey, cells: Cells) {
     merge_cells(into.entry(key).or_default(), normalise_cells(cells));
 }
 
+/// Adds `cells` (ascending, one cell per time) under `key`, copying what it adds and
+/// nothing else: appended when they follow the group's last cell, as spans in time
+/// order do; equal times merge.
+pub fn add_sorted_cells(into: &mut Groups, key: &SeriesKey, cells: &[(i64, Cell)]) {
+    match into.get_mut(key) {
+        None => {
+            into.insert(key.clone(), cells.to_vec());
+        }
+        Some(have) => match (have.last(), cells.first()) {
+            (Some(a), Some(b)) if a.0 < b.0 => have.extend_from_slice(cells),
+            _ => merge_cells(have, cells.to_vec()),
+        },
+    }
+}
+
 /// Merges `from` into `into`.
 pub fn merge_groups(into: &mut Groups, from: Groups) {
     if into.is_empty() {
