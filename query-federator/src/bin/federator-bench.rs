@@ -1,6 +1,7 @@
-//! federator-bench: query latency through the query-federator's HTTP API over a real
-//! storage-frontend (the `aerie storage` binary, started as a child process) and a real
-//! memcached.
+//! federator-bench: query latency through the query-federator's HTTP API, as deployed:
+//! `aerie query-federator` and `aerie storage` (the `aerie` binary as found next to
+//! this one, built if missing) are child processes, over a real memcached; the client
+//! asks from one thread.
 //!
 //! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
 //! and `--days` reuses it instead of loading again; `--cases` picks what runs
@@ -14,7 +15,8 @@
 //!   no cache (one fragment per query), with memcached alone, and with the in-process
 //!   tier in front of memcached (the default);
 //! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
-//!   federator, memcached flushed) and warm (spans cached); at a 1-minute step: cold.
+//!   federator process, memcached flushed) and warm (spans cached); at a 1-minute
+//!   step: cold.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -27,8 +29,6 @@ use test_support::KillOnDrop;
 use anyhow::{Context, bail};
 use proto::common as pb;
 use proto::storage::{WriteRequest, storage_client::StorageClient};
-use query_federator::{Config, ZoneConfig};
-use service_kit::{Common, ServerConfig, Shutdown};
 
 const MIN: i64 = 60_000;
 const DAY: i64 = 86_400_000;
@@ -303,40 +303,82 @@ async fn storage_alone(grpc: &str, start: i64, end: i64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A federator: its own `aerie query-federator` process over the bench's storage, as
+/// it is deployed.
 struct Fed {
     url: String,
-    shutdown: Shutdown,
+    _process: KillOnDrop,
+    _dir: tempfile::TempDir,
 }
 
 async fn federator(
+    bin: &Path,
+    http: &reqwest::Client,
     storage_grpc: &str,
     memcached: Option<u16>,
     local_bytes: u64,
 ) -> anyhow::Result<Fed> {
-    let dir = std::env::temp_dir();
-    let mut config = Config {
-        common: Common {
-            listen_host: "127.0.0.1".into(),
-            data_dir: dir,
-            memcached: memcached
-                .map(|p| vec![format!("127.0.0.1:{p}")])
-                .unwrap_or_default(),
-            ..Common::default()
-        },
-        server: ServerConfig::with_ports(0, 0),
-        zones: vec![ZoneConfig {
-            endpoints: vec![storage_grpc.to_string()],
-            ..ZoneConfig::default()
-        }],
-        ..Config::default()
-    };
-    config.query_timeout = Duration::from_secs(120);
-    config.cache.local_bytes = local_bytes;
-    let server = query_federator::bind(config).await?;
-    let url = format!("http://{}", server.http_addr());
-    let shutdown = Shutdown::new();
-    tokio::spawn(server.run(shutdown.clone()));
-    Ok(Fed { url, shutdown })
+    let dir = tempfile::Builder::new()
+        .prefix("aerie-bench-federator-")
+        .tempdir()?;
+    let (http_port, grpc_port) = (free_port()?, free_port()?);
+    let memcached = memcached.map_or(String::new(), |p| format!("\"127.0.0.1:{p}\""));
+    let config = dir.path().join("aerie.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"memcached = [{memcached}]
+
+[query_federator]
+query_timeout = "120s"
+
+[query_federator.server]
+http_port = {http_port}
+grpc_port = {grpc_port}
+request_timeout = "120s"
+
+[query_federator.cache]
+local_bytes = {local_bytes}
+
+[[query_federator.zones]]
+name = "local"
+endpoints = ["{storage_grpc}"]
+"#
+        ),
+    )?;
+    // BENCH_LOG=query_federator=debug shows where each query's time goes.
+    let level = std::env::var("BENCH_LOG").unwrap_or_else(|_| "warn".into());
+    let process = KillOnDrop(
+        Command::new(bin)
+            .arg("query-federator")
+            .arg("--config")
+            .arg(&config)
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(["--listen-host", "127.0.0.1"])
+            .env("AERIE_LOG__LEVEL", level)
+            .stdout(Stdio::null())
+            .spawn()
+            .context("cannot start aerie query-federator")?,
+    );
+    let url = format!("http://127.0.0.1:{http_port}");
+    let began = Instant::now();
+    loop {
+        if let Ok(r) = http.get(format!("{url}/ready")).send().await
+            && r.status().is_success()
+        {
+            break;
+        }
+        if began.elapsed() > Duration::from_secs(60) {
+            bail!("aerie query-federator was not ready on port {http_port} within 60 s");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(Fed {
+        url,
+        _process: process,
+        _dir: dir,
+    })
 }
 
 /// One query over HTTP: its latency and the number of points answered.
@@ -395,16 +437,8 @@ fn pct(v: &mut [Duration], q: f64) -> Duration {
     v[((v.len() - 1) as f64 * q).round() as usize]
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let a = args()?;
-    // BENCH_LOG=query_federator=debug shows where each query's time goes.
-    if let Ok(level) = std::env::var("BENCH_LOG") {
-        service_kit::logging::init(&service_kit::logging::LogConfig {
-            level,
-            ..Default::default()
-        })?;
-    }
     let bin = test_support::aerie_binary(&Path::new(env!("CARGO_MANIFEST_DIR")).join(".."))?;
     let temp = tempfile::Builder::new().prefix("aerie-bench-").tempdir()?;
     let data = a.data.clone().unwrap_or_else(|| temp.path().to_owned());
@@ -451,14 +485,27 @@ async fn main() -> anyhow::Result<()> {
         Some(end) => end,
         None => {
             let end = now - now.rem_euclid(3_600_000) - 3_600_000;
-            load(&grpc, &a, end).await?;
-            settle(http_port).await?;
+            tokio::runtime::Runtime::new()?.block_on(async {
+                load(&grpc, &a, end).await?;
+                settle(http_port).await
+            })?;
             std::fs::write(&marker, format!("{} {} {end}\n", a.series, a.days))?;
             end
         }
     };
+    // The queries are asked from one thread, as a light HTTP client asks them (its
+    // connection and its requests share the thread); each federator has its own
+    // process, and its threads to itself.
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(queries(&a, &bin, &grpc, mc_port, end))
+}
+
+/// Every case `--cases` names, against federator processes over the loaded storage.
+async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> anyhow::Result<()> {
     let start = end - a.days * DAY;
-    storage_alone(&grpc, start, end).await?;
+    storage_alone(grpc, start, end).await?;
     let http = reqwest::Client::builder()
         .pool_max_idle_per_host(4)
         .build()?;
@@ -479,7 +526,7 @@ async fn main() -> anyhow::Result<()> {
     .into_iter()
     .filter(|c| single || (c.2 > 0 && a.cases.iter().any(|c| c == "local")))
     {
-        let fed = federator(&grpc, cache, local).await?;
+        let fed = federator(bin, &http, grpc, cache, local).await?;
         if local > 0 {
             // What any answer costs over this HTTP client and server: the floor.
             let mut lat = Vec::new();
@@ -512,11 +559,11 @@ async fn main() -> anyhow::Result<()> {
             ms(pct(&mut lat, 0.5)),
             ms(pct(&mut lat, 0.99))
         );
-        fed.shutdown.cancel();
+        drop(fed);
     }
 
     if !a.cases.iter().any(|c| c == "sum5") {
-        return sum1(&a, &http, &grpc, mc_port, start, end).await;
+        return sum1(a, bin, &http, grpc, mc_port, start, end).await;
     }
     // sum over every series, 5-minute step: cold, then warm.
     let mut colds = Vec::new();
@@ -526,7 +573,7 @@ async fn main() -> anyhow::Result<()> {
         // Let the stores of the previous run land before emptying the cache.
         tokio::time::sleep(Duration::from_millis(500)).await;
         flush_memcached(mc_port)?;
-        let fed = federator(&grpc, Some(mc_port), LOCAL).await?;
+        let fed = federator(bin, &http, grpc, Some(mc_port), LOCAL).await?;
         let (d, p) = run(&http, &fed, all, start, end, 5 * MIN).await?;
         colds.push(d);
         pts = p;
@@ -535,7 +582,7 @@ async fn main() -> anyhow::Result<()> {
         for _ in 0..20 {
             warm.push(run(&http, &fed, all, start, end, 5 * MIN).await?.0);
         }
-        fed.shutdown.cancel();
+        drop(fed);
     }
     println!(
         "sum over {} series x {} days, 5m step ({pts} points): cold p50 {:.1} ms (runs: {}), warm p50 {:.2} ms p99 {:.2} ms",
@@ -551,12 +598,13 @@ async fn main() -> anyhow::Result<()> {
         ms(pct(&mut warm, 0.99)),
     );
 
-    sum1(&a, &http, &grpc, mc_port, start, end).await
+    sum1(a, bin, &http, grpc, mc_port, start, end).await
 }
 
 /// `sum` over every series at a 1-minute step (every raw sample), cold.
 async fn sum1(
     a: &Args,
+    bin: &Path,
     http: &reqwest::Client,
     grpc: &str,
     mc_port: u16,
@@ -573,11 +621,11 @@ async fn sum1(
         // Let the stores of the previous run land before emptying the cache.
         tokio::time::sleep(Duration::from_millis(500)).await;
         flush_memcached(mc_port)?;
-        let fed = federator(grpc, Some(mc_port), LOCAL).await?;
+        let fed = federator(bin, http, grpc, Some(mc_port), LOCAL).await?;
         let (d, p) = run(http, &fed, all, start, end, MIN).await?;
         colds.push(d);
         pts = p;
-        fed.shutdown.cancel();
+        drop(fed);
     }
     println!(
         "sum over {} series x {} days, 1m step ({pts} points): cold p50 {:.1} ms (runs: {})",
