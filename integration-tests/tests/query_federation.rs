@@ -482,8 +482,11 @@ fn week(end: i64) -> Vec<pb::Series> {
     out
 }
 
-const QUERIES: [&str; 12] = [
+const QUERIES: [&str; 15] = [
     "ts(web, *, http/requests)",
+    "sum(rate(ts(web, *, http/requests)))",
+    "increase(ts(web, *, *)) > 3",
+    "max(derivative(timeshift(ts(db, *, *), 1h))) by (source)",
     "sum(ts(web, *, http/*))",
     "sum(ts(*, *, *)) by (service)",
     "max(ts(web, *, http/requests))",
@@ -515,6 +518,30 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
         c.cache.local_bytes = 0;
     })
     .await;
+    // A zone that holds only part of time (a tier, here ten years) keeps rate,
+    // increase and derivative in the evaluator, over per-series cells: the reference
+    // for those computed in storage.
+    let mut tier = zone("local", &[&st]);
+    tier.max_age = Duration::from_secs(3650 * 86_400);
+    let evaluated = federator(vec![tier], vec![], |c| {
+        c.cache.local_bytes = 0;
+    })
+    .await;
+    for (fed, pushed) in [(&plain, true), (&evaluated, false)] {
+        let (s, v) = get(
+            &format!("{}/api/v1/explain", fed.http),
+            &[
+                ("query", "sum(rate(ts(web, *, http/requests)))".into()),
+                ("start", ((end - DAY) / 1000).to_string()),
+                ("end", (end / 1000).to_string()),
+                ("step", "60".into()),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let text = v["data"]["text"].as_str().unwrap();
+        assert_eq!(text.contains("over_time=rate combine=sum"), pushed, "{text}");
+    }
 
     // A 7-day query twice: the second is served from cached spans.
     let q = "sum(ts(web, *, http/*))";
@@ -564,12 +591,17 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
         let (s1, a) = range(&cached, q, start, start + len, &step_s).await;
         let (s2, b) = range(&plain, q, start, start + len, &step_s).await;
         let (s3, c) = range(&cached, q, start, start + len, &step_s).await;
-        assert_eq!((s1, s2, s3), (200, 200, 200), "{q} {a}");
+        let (s4, d) = range(&evaluated, q, start, start + len, &step_s).await;
+        assert_eq!((s1, s2, s3, s4), (200, 200, 200, 200), "{q} {a}");
         assert_eq!(
             a["data"], b["data"],
             "round {round}: {q} from {start} for {len} step {step}"
         );
         assert_eq!(a["data"], c["data"], "round {round}: {q} cached twice");
+        assert_eq!(
+            b["data"], d["data"],
+            "round {round}: {q} in storage and in the evaluator"
+        );
     }
     assert!(counter(&cached.http, "federator/cache/bypasses").await >= 1);
 
@@ -598,6 +630,7 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     assert_eq!(after["data"], plain_after["data"]);
     cached.stop();
     plain.stop();
+    evaluated.stop();
     st.stop();
 }
 
@@ -635,6 +668,30 @@ async fn the_in_process_tier_and_watched_epochs_answer_without_round_trips() {
         c.cache.local_bytes = 0;
     })
     .await;
+    // A zone that holds only part of time (a tier, here ten years) keeps rate,
+    // increase and derivative in the evaluator, over per-series cells: the reference
+    // for those computed in storage.
+    let mut tier = zone("local", &[&st]);
+    tier.max_age = Duration::from_secs(3650 * 86_400);
+    let evaluated = federator(vec![tier], vec![], |c| {
+        c.cache.local_bytes = 0;
+    })
+    .await;
+    for (fed, pushed) in [(&plain, true), (&evaluated, false)] {
+        let (s, v) = get(
+            &format!("{}/api/v1/explain", fed.http),
+            &[
+                ("query", "sum(rate(ts(web, *, http/requests)))".into()),
+                ("start", ((end - DAY) / 1000).to_string()),
+                ("end", (end / 1000).to_string()),
+                ("step", "60".into()),
+            ],
+        )
+        .await;
+        assert_eq!(s, 200, "{v}");
+        let text = v["data"]["text"].as_str().unwrap();
+        assert_eq!(text.contains("over_time=rate combine=sum"), pushed, "{text}");
+    }
     let q = "sum(ts(web, *, http/*))";
     let (s, first) = range(&fed, q, end - 7 * DAY, end, "5m").await;
     assert_eq!(s, 200, "{first}");

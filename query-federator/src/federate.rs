@@ -18,9 +18,10 @@ use std::time::Duration;
 use futures::future::join_all;
 use proto::collector::{ListRolesRequest, collector_client::CollectorClient};
 use query_lang::ast::CmpOp;
+use query_lang::ops::Delta;
 use query_lang::{
-    AggOp, DataSource, Evaluator, FragmentRequest, KeyPart, Node, Pattern, Query, Range, RawSeries,
-    Selector, Series, SourceError, StepAgg, Value, ops,
+    AggOp, DataSource, Evaluator, FragmentRequest, KeyPart, Node, Pattern, PlanOptions, Query,
+    Range, RawSeries, Selector, Series, SourceError, StepAgg, Value, ops,
 };
 use stats::{Counter, StatsReceiver};
 use tokio::time::Instant;
@@ -317,7 +318,14 @@ impl Federator {
         range: Range,
         deadline: Instant,
     ) -> Result<Prepared, QueryError> {
-        let query = query_lang::compile(text).map_err(|e| QueryError::compile(&e))?;
+        // An over-time function computed in storage reads a step before each range it
+        // is asked for: only where no zone splits its series' samples with another by
+        // time (tiers), or that step could be in the other zone.
+        let opts = PlanOptions {
+            over_time: self.zones.iter().all(Zone::holds_all_time),
+            ..PlanOptions::default()
+        };
+        let query = query_lang::compile_with(text, opts).map_err(|e| QueryError::compile(&e))?;
         if range.step <= 0 {
             return Err(QueryError::BadParam {
                 param: "step",
@@ -346,13 +354,21 @@ impl Federator {
                 source: m(&f.source)?,
                 metric: m(&f.metric)?,
             };
-            let key = prefetch_key(&selector, r, f.per_step, f.filter, f.aggregate.as_ref());
+            let key = prefetch_key(
+                &selector,
+                r,
+                f.per_step,
+                f.over_time,
+                f.filter,
+                f.aggregate.as_ref(),
+            );
             if !seen.insert(key.clone()) {
                 continue;
             }
             let sf = StorageFragment {
                 selector,
                 per_step: f.per_step,
+                over_time: f.over_time,
                 combine: if f.filter.is_none() {
                     f.aggregate.clone()
                 } else {
@@ -415,7 +431,10 @@ impl Federator {
         let calls = p.zone_works.iter().map(|zw| {
             let w = &p.works[zw.work];
             let z = &self.zones[zw.zone];
-            let lo = zw.survey.0.saturating_sub(w.range.step - 1);
+            let lo = zw
+                .survey
+                .0
+                .saturating_sub(w.range.step - 1 + w.sf.lookback(w.range.step));
             let hi = zw.survey.1;
             async move {
                 // Epochs only key cached spans: without a cache nothing is immutable
@@ -678,11 +697,12 @@ impl Federator {
         let phase = w.range.start.rem_euclid(step);
         let pieces = self.pieces(s, step);
         let zid = z.cache_identity();
+        let lookback = w.sf.lookback(step);
         let keys: Vec<Option<String>> = pieces
             .iter()
             .map(|pc| {
                 (pc.cacheable && self.cache.enabled())
-                    .then(|| spans::key(&zid, &w.text, step, *pc, &s.epochs))
+                    .then(|| spans::key(&zid, &w.text, step, lookback, *pc, &s.epochs))
             })
             .collect();
         let lookup: Vec<String> = keys.iter().flatten().cloned().collect();
@@ -760,10 +780,11 @@ impl Federator {
             let step = w.range.step;
             let pieces = self.pieces(s, step);
             let zid = z.cache_identity();
+            let lookback = w.sf.lookback(step);
             let keys: Vec<String> = pieces
                 .iter()
                 .filter(|pc| pc.cacheable)
-                .map(|pc| spans::key(&zid, &w.text, step, *pc, &s.epochs))
+                .map(|pc| spans::key(&zid, &w.text, step, lookback, *pc, &s.epochs))
                 .collect();
             let usable = self.cache.enabled() && !self.cache.is_down();
             let found = if usable {
@@ -926,11 +947,12 @@ fn prefetch_key(
     selector: &Selector,
     range: Range,
     per_step: StepAgg,
+    over_time: Option<Delta>,
     filter: Option<(CmpOp, f64)>,
     aggregate: Option<&(AggOp, Vec<KeyPart>)>,
 ) -> String {
     format!(
-        "{selector} {} {filter:?} {aggregate:?} {} {} {}",
+        "{selector} {} {over_time:?} {filter:?} {aggregate:?} {} {} {}",
         per_step.name(),
         range.start,
         range.end,
@@ -965,6 +987,7 @@ impl DataSource for Prefetched {
             &req.selector,
             req.range,
             req.per_step,
+            req.over_time,
             req.filter,
             req.aggregate.as_ref(),
         );

@@ -134,8 +134,16 @@ pub fn widen(lo: i64, hi: i64, step: i64, min: i64, max: i64, mutable_after_ms: 
 }
 
 /// The FNV-1a key of a cached span: the zone, the normalised fragment, the grid, the
-/// span and the epochs of every (service, day) whose samples it reads.
-pub fn key(zone: &str, fragment: &str, step: i64, piece: Piece, epochs: &Epochs) -> String {
+/// span and the epochs of every (service, day) whose samples it reads (`lookback` ms
+/// more before the span for an over-time function).
+pub fn key(
+    zone: &str,
+    fragment: &str,
+    step: i64,
+    lookback: i64,
+    piece: Piece,
+    epochs: &Epochs,
+) -> String {
     let mut h = fnv::FnvHasher::default();
     let mut put = |s: &[u8]| {
         h.write(&(s.len() as u64).to_le_bytes());
@@ -147,8 +155,8 @@ pub fn key(zone: &str, fragment: &str, step: i64, piece: Piece, epochs: &Epochs)
     put(&step.to_le_bytes());
     put(&piece.start.to_le_bytes());
     put(&piece.end.to_le_bytes());
-    // Samples read lie in [start - step + 1, end).
-    let first = piece.start.saturating_sub(step - 1);
+    // Samples read lie in [start - lookback - step + 1, end).
+    let first = piece.start.saturating_sub(step - 1 + lookback);
     let d0 = first - first.rem_euclid(DAY);
     let d1 = piece.end - 1 - (piece.end - 1).rem_euclid(DAY);
     for ((service, day), epoch) in &epochs.epochs {
@@ -490,11 +498,27 @@ mod tests {
             cacheable: true,
         };
         let mut e = Epochs::default();
-        let k0 = key("local", "f", MIN, piece, &e);
+        let k0 = key("local", "f", MIN, 0, piece, &e);
         e.epochs.insert(("web".into(), DAY), 1);
-        assert_eq!(key("local", "f", MIN, piece, &e), k0, "another day");
+        assert_eq!(key("local", "f", MIN, 0, piece, &e), k0, "another day");
         e.epochs.insert(("web".into(), 0), 1);
-        assert_ne!(key("local", "f", MIN, piece, &e), k0);
-        assert_ne!(key("other", "f", MIN, piece, &Epochs::default()), k0);
+        assert_ne!(key("local", "f", MIN, 0, piece, &e), k0);
+        assert_ne!(key("other", "f", MIN, 0, piece, &Epochs::default()), k0);
+
+        // A span starting a minute into a day reads the day before only through the
+        // lookback of an over-time function.
+        let piece = Piece {
+            start: DAY + MIN,
+            end: DAY + 3 * H,
+            cacheable: true,
+        };
+        let mut e = Epochs::default();
+        let (plain, rate) = (
+            key("z", "f", MIN, 0, piece, &e),
+            key("z", "f", MIN, MIN, piece, &e),
+        );
+        e.epochs.insert(("web".into(), 0), 1);
+        assert_eq!(key("z", "f", MIN, 0, piece, &e), plain);
+        assert_ne!(key("z", "f", MIN, MIN, piece, &e), rate);
     }
 }

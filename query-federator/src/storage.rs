@@ -11,6 +11,7 @@ use parking_lot::RwLock;
 use futures::future::join_all;
 use proto::common as pb;
 use proto::storage::{self as api, storage_client::StorageClient};
+use query_lang::ops::Delta;
 use query_lang::{AggOp, KeyPart, Matcher, Selector, SeriesKey, StepAgg};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -148,15 +149,18 @@ pub fn merge_groups(into: &mut Groups, from: Groups) {
     }
 }
 
-/// What storage computes for one fragment: the selection, the per-step aggregator and
-/// whether series combine (a filter is applied by the federator, so its fragments keep
-/// series apart).
+/// What storage computes for one fragment: the selection, the per-step aggregator, an
+/// over-time function and whether series combine (a filter is applied by the
+/// federator, so its fragments keep series apart).
 #[derive(Debug, Clone)]
 pub struct StorageFragment {
     /// Which series.
     pub selector: Selector,
     /// Per-series value of a step.
     pub per_step: StepAgg,
+    /// Function between each series' step value and the one a step earlier, which
+    /// storage reads from before the range.
+    pub over_time: Option<Delta>,
     /// Aggregation across series done in storage.
     pub combine: Option<(AggOp, Vec<KeyPart>)>,
 }
@@ -165,6 +169,9 @@ impl StorageFragment {
     /// Normalised text: cache key material and explain output.
     pub fn describe(&self) -> String {
         let mut s = format!("{} step={}", self.selector, self.per_step.name());
+        if let Some(d) = self.over_time {
+            s.push_str(&format!(" over_time={}", d.name()));
+        }
         if let Some((op, by)) = &self.combine {
             s.push_str(&format!(" combine={}", op.describe()));
             if !by.is_empty() {
@@ -173,6 +180,12 @@ impl StorageFragment {
             }
         }
         s
+    }
+
+    /// How far before a step value's own step storage reads (ms): one step more for
+    /// an over-time function.
+    pub fn lookback(&self, step: i64) -> i64 {
+        if self.over_time.is_some() { step } else { 0 }
     }
 
     /// Whether the selection can match nothing (a role without members).
@@ -218,6 +231,14 @@ fn aggregator(a: StepAgg) -> pb::Aggregator {
         StepAgg::Min => pb::Aggregator::Min,
         StepAgg::Max => pb::Aggregator::Max,
         StepAgg::Count => pb::Aggregator::Count,
+    }
+}
+
+fn over_time(d: Delta) -> api::OverTimeFunction {
+    match d {
+        Delta::Rate => api::OverTimeFunction::Rate,
+        Delta::Increase => api::OverTimeFunction::Increase,
+        Delta::Derivative => api::OverTimeFunction::Derivative,
     }
 }
 
@@ -477,6 +498,12 @@ impl Zone {
         self.config.resolution.as_millis() as i64
     }
 
+    /// Whether the zone holds all of time (no `max_age` or `min_age`): its series'
+    /// samples are not split with another zone by time.
+    pub fn holds_all_time(&self) -> bool {
+        self.config.max_age.is_zero() && self.config.min_age.is_zero()
+    }
+
     /// `[lo, hi)`: the time the zone holds at `now_ms`.
     pub fn window(&self, now_ms: i64) -> (i64, i64) {
         let lo = if self.config.max_age.is_zero() {
@@ -509,7 +536,10 @@ impl Zone {
             }),
             step_ms: step,
             step_aggregator: aggregator(f.per_step) as i32,
-            over_time: None,
+            over_time: f.over_time.map(|d| api::OverTime {
+                function: over_time(d) as i32,
+                window_ms: 0,
+            }),
             cross_series: f.combine.as_ref().map(|(op, by)| api::CrossSeries {
                 aggregator: cross_aggregator(*op) as i32,
                 group_by: by.iter().map(|p| key_part(*p) as i32).collect(),

@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::ast::{CmpOp, KeyPart, Pattern};
 use crate::functions::{AggOp, StepAgg};
-use crate::ops;
+use crate::ops::{self, Delta};
 use crate::plan::{Fragment, Node, NodeId, Plan, PlanError, shifted};
 use crate::series::{Matcher, Range, RawSeries, Selector, Series, Value};
 
@@ -69,6 +69,9 @@ pub struct FragmentRequest {
     pub range: Range,
     /// How raw samples inside a step become one point.
     pub per_step: StepAgg,
+    /// A function of each series' point and the one a step earlier (read from
+    /// before the grid).
+    pub over_time: Option<Delta>,
     /// Keep per-series points where `value op constant` holds.
     pub filter: Option<(CmpOp, f64)>,
     /// Aggregate across series by these parts (result keys keep only them).
@@ -106,20 +109,28 @@ pub fn run_fragment<S: DataSource + ?Sized>(
     if r.points() == 0 {
         return Ok(Vec::new());
     }
+    // An over-time function reads the step before the grid too.
+    let read = match req.over_time {
+        None => r,
+        Some(_) => Range::new(r.start.saturating_sub(r.step), r.end, r.step),
+    };
     // Samples in (start - step, last] feed the grid.
     let raw = source.select(
         &req.selector,
-        r.start.saturating_sub(r.step - 1),
+        read.start.saturating_sub(r.step - 1),
         r.last().saturating_add(1),
     )?;
     let mut set: Vec<Series> = raw
         .into_iter()
         .filter(|s| req.selector.matches(&s.key))
         .map(|s| Series {
-            points: ops::step_fold(&s.samples, r, req.per_step),
+            points: ops::step_fold(&s.samples, read, req.per_step),
             key: s.key,
         })
         .collect();
+    if let Some(d) = req.over_time {
+        set = ops::delta(&set, d, r);
+    }
     if let Some((op, c)) = req.filter {
         set = ops::cmp_scalar(op, &set, c, false);
     }
@@ -271,6 +282,7 @@ impl<'a, S: DataSource + ?Sized> Evaluator<'a, S> {
             },
             range: shifted(out, f.offset)?,
             per_step: f.per_step,
+            over_time: f.over_time,
             filter: f.filter,
             aggregate: f.aggregate.clone(),
         };

@@ -323,6 +323,17 @@ pub enum Delta {
     Derivative,
 }
 
+impl Delta {
+    /// Its name in the language.
+    pub fn name(self) -> &'static str {
+        match self {
+            Delta::Rate => "rate",
+            Delta::Increase => "increase",
+            Delta::Derivative => "derivative",
+        }
+    }
+}
+
 /// Applies a [`Delta`] function; output points are those of `out` whose
 /// previous step (`t - step`) also has a point.
 pub fn delta(input: &[Series], f: Delta, out: Range) -> Vec<Series> {

@@ -7,10 +7,11 @@
 //! ```
 //!
 //! A fragment absorbs, from the inside out: `downsample` (the per-step
-//! aggregator), `timeshift` (an offset), a comparison with a constant (a
-//! per-series filter), and a mergeable aggregation across series (`sum`,
-//! `avg`, `min`, `max`, `count`, with `by`). Everything above the fragments
-//! runs in the evaluator.
+//! aggregator), `timeshift` (an offset), `rate`, `increase` or `derivative` (an
+//! over-time function, computed per series from one step before the range), a
+//! comparison with a constant (a per-series filter), and a mergeable aggregation
+//! across series (`sum`, `avg`, `min`, `max`, `count`, with `by`). Everything above
+//! the fragments runs in the evaluator.
 
 use std::collections::HashMap;
 use std::fmt::Write;
@@ -41,8 +42,11 @@ pub struct Fragment {
     /// Shift into the past (ms): the fragment reads `[start - offset,
     /// end - offset)` and its points are shown `offset` later.
     pub offset: i64,
+    /// A function between each series' point and the one a step earlier (which
+    /// the fragment reads from before its range).
+    pub over_time: Option<Delta>,
     /// Keep only per-series points where `value op constant` holds
-    /// (before any aggregation).
+    /// (after the over-time function, before any aggregation).
     pub filter: Option<(CmpOp, f64)>,
     /// A mergeable aggregation across series and its `by` parts.
     pub aggregate: Option<(AggOp, Vec<KeyPart>)>,
@@ -57,9 +61,15 @@ impl Fragment {
             metric,
             per_step,
             offset: 0,
+            over_time: None,
             filter: None,
             aggregate: None,
         }
+    }
+
+    /// How far before its range the fragment reads step values (ms).
+    pub fn lookback(&self, step: i64) -> i64 {
+        if self.over_time.is_some() { step } else { 0 }
     }
 
     /// Normalised text (usable as cache key material together with the range).
@@ -73,6 +83,9 @@ impl Fragment {
         );
         if self.offset != 0 {
             let _ = write!(s, " offset={}", printer::duration(self.offset));
+        }
+        if let Some(d) = self.over_time {
+            let _ = write!(s, " over_time={}", d.name());
         }
         if let Some((op, c)) = self.filter {
             let _ = write!(s, " filter={}{}", op.symbol(), printer::number(c));
@@ -237,11 +250,26 @@ pub struct PlanOptions {
     /// Fuse timeshift, filters and mergeable aggregations into fragments.
     /// Without it fragments only select (with their per-step aggregator).
     pub pushdown: bool,
+    /// With `pushdown`, fuse `rate`, `increase` and `derivative` too. A fragment
+    /// then reads a step before its range: off where the data is split by time
+    /// (storage tiers), since that step may lie in another part.
+    pub over_time: bool,
+}
+
+impl PlanOptions {
+    /// Fragments that only select.
+    pub const PLAIN: PlanOptions = PlanOptions {
+        pushdown: false,
+        over_time: false,
+    };
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
-        PlanOptions { pushdown: true }
+        PlanOptions {
+            pushdown: true,
+            over_time: true,
+        }
     }
 }
 
@@ -415,10 +443,19 @@ fn lower(e: &Expr, opts: PlanOptions) -> Result<T, PlanError> {
                         Func::Increase => Delta::Increase,
                         _ => Delta::Derivative,
                     };
-                    Ok(one(
-                        Node::Delta { func: d, input: 0 },
-                        lower(arg(0)?, opts)?,
-                    ))
+                    match lower(arg(0)?, opts)? {
+                        T::Frag(mut f)
+                            if opts.pushdown
+                                && opts.over_time
+                                && f.over_time.is_none()
+                                && f.filter.is_none()
+                                && f.aggregate.is_none() =>
+                        {
+                            f.over_time = Some(d);
+                            Ok(T::Frag(f))
+                        }
+                        input => Ok(one(Node::Delta { func: d, input: 0 }, input)),
+                    }
                 }
                 Func::Integral => Ok(one(Node::Integral { input: 0 }, lower(arg(0)?, opts)?)),
                 Func::Moving => {

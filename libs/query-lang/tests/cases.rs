@@ -249,11 +249,11 @@ fn run_case(defaults: &Case, case: &Case) -> Result<(), String> {
         ));
     }
     let pushed = q.eval(&src, range).map(|v| render(&v));
-    let plain = compile_with(&query, PlanOptions { pushdown: false })
+    let plain = compile_with(&query, PlanOptions::PLAIN)
         .map_err(|e| e.to_string())?
         .eval(&src, range)
         .map(|v| render(&v));
-    let raw_plan = plan(&q.ast, PlanOptions { pushdown: false }).map_err(|e| e.to_string())?;
+    let raw_plan = plan(&q.ast, PlanOptions::PLAIN).map_err(|e| e.to_string())?;
     let raw = eval(&raw_plan, &src, range).map(|v| render(&v));
     if pushed != plain || pushed != raw {
         return Err(format!(

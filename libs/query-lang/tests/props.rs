@@ -377,10 +377,10 @@ proptest! {
         let normal = compiled.normalised();
         prop_assert_eq!(parse(&normal).map(|e| print(&e)).ok(), Some(normal.clone()));
 
-        let original = plan(&compiled.ast, PlanOptions { pushdown: false }).unwrap();
+        let original = plan(&compiled.ast, PlanOptions::PLAIN).unwrap();
         let reference = eval(&original, &src, range).unwrap();
         let rewritten_pushed = compiled.eval(&src, range).unwrap();
-        let rewritten_plain = compile_with(&q, PlanOptions { pushdown: false }).unwrap().eval(&src, range).unwrap();
+        let rewritten_plain = compile_with(&q, PlanOptions::PLAIN).unwrap().eval(&src, range).unwrap();
         let original_pushed = eval(&plan(&compiled.ast, PlanOptions::default()).unwrap(), &src, range).unwrap();
         prop_assert!(same(&reference, &rewritten_pushed), "{q}\nreference {reference:?}\nrewritten+pushdown {rewritten_pushed:?}\n{}", compiled.explain());
         prop_assert!(same(&reference, &rewritten_plain), "{q}\nreference {reference:?}\nrewritten {rewritten_plain:?}");
