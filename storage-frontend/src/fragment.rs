@@ -260,7 +260,7 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
                     v
                 }
             };
-            fold(&mut out, values, spec.combine.as_deref());
+            fold(&mut out, values, spec.combine.as_deref(), slice);
         }
         if answer.samples > spec.max_samples {
             return Err(RequestError::Limit {
@@ -341,11 +341,13 @@ async fn per_series_slice(
         .collect())
 }
 
-/// Folds per-series values into groups (or keeps them apart).
+/// Folds per-series values on the grid of `slice` into groups (or keeps them apart).
+/// A group's cells are a dense row of the slice's steps while it is folded.
 fn fold(
     out: &mut BTreeMap<SeriesKey, Vec<(i64, Partial)>>,
     values: Vec<query_lang::Series>,
     combine: Option<&[KeyPart]>,
+    slice: Range,
 ) {
     match combine {
         None => {
@@ -356,18 +358,26 @@ fn fold(
             }
         }
         Some(by) => {
-            let mut slice: BTreeMap<SeriesKey, BTreeMap<i64, Partial>> = BTreeMap::new();
+            let steps = slice.points() as usize;
+            let mut rows: BTreeMap<SeriesKey, Vec<Partial>> = BTreeMap::new();
             for s in values {
-                let cells = slice.entry(project(&full_key(&s.key), by)).or_default();
+                let row = rows
+                    .entry(project(&full_key(&s.key), by))
+                    .or_insert_with(|| vec![Partial::EMPTY; steps]);
                 for &(t, v) in &s.points {
-                    cells
-                        .entry(t)
-                        .or_insert(Partial::EMPTY)
-                        .merge(&Partial::of(v, t));
+                    let at = t - slice.start;
+                    if at >= 0 && at % slice.step == 0 && ((at / slice.step) as usize) < steps {
+                        row[(at / slice.step) as usize].merge(&Partial::of(v, t));
+                    }
                 }
             }
-            for (k, cells) in slice {
-                out.entry(k).or_default().extend(cells);
+            for (k, row) in rows {
+                let times = slice.times();
+                out.entry(k).or_default().extend(
+                    times
+                        .zip(row)
+                        .filter(|(_, p)| p.count > 0),
+                );
             }
         }
     }
