@@ -540,7 +540,11 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
         .await;
         assert_eq!(s, 200, "{v}");
         let text = v["data"]["text"].as_str().unwrap();
-        assert_eq!(text.contains("over_time=rate combine=sum"), pushed, "{text}");
+        assert_eq!(
+            text.contains("over_time=rate combine=sum"),
+            pushed,
+            "{text}"
+        );
     }
 
     // A 7-day query twice: the second is served from cached spans.
@@ -690,7 +694,11 @@ async fn the_in_process_tier_and_watched_epochs_answer_without_round_trips() {
         .await;
         assert_eq!(s, 200, "{v}");
         let text = v["data"]["text"].as_str().unwrap();
-        assert_eq!(text.contains("over_time=rate combine=sum"), pushed, "{text}");
+        assert_eq!(
+            text.contains("over_time=rate combine=sum"),
+            pushed,
+            "{text}"
+        );
     }
     let q = "sum(ts(web, *, http/*))";
     let (s, first) = range(&fed, q, end - 7 * DAY, end, "5m").await;

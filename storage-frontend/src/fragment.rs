@@ -373,11 +373,9 @@ fn fold(
             }
             for (k, row) in rows {
                 let times = slice.times();
-                out.entry(k).or_default().extend(
-                    times
-                        .zip(row)
-                        .filter(|(_, p)| p.count > 0),
-                );
+                out.entry(k)
+                    .or_default()
+                    .extend(times.zip(row).filter(|(_, p)| p.count > 0));
             }
         }
     }

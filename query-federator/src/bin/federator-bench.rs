@@ -5,7 +5,7 @@
 //!
 //! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
 //! and `--days` reuses it instead of loading again; `--cases` picks what runs
-//! (`single,local,sum5,sum1`; `local` is the default cache setting alone).
+//! (`single,local,sum5,sum1,rate5`; `local` is the default cache setting alone).
 //!
 //! ```text
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
@@ -16,7 +16,7 @@
 //!   tier in front of memcached (the default);
 //! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
 //!   federator process, memcached flushed) and warm (spans cached); at a 1-minute
-//!   step: cold.
+//!   step: cold; `sum(rate(...))` at a 5-minute step: cold.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -103,7 +103,9 @@ fn args() -> anyhow::Result<Args> {
         days: 7,
         single_runs: 500,
         data: None,
-        cases: vec!["single".into(), "sum5".into(), "sum1".into()],
+        cases: ["single", "sum5", "sum1", "rate5"]
+            .map(String::from)
+            .to_vec(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -115,7 +117,7 @@ fn args() -> anyhow::Result<Args> {
             "--data" => a.data = Some(v.into()),
             "--cases" => a.cases = v.split(',').map(str::to_owned).collect(),
             _ => bail!(
-                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1"
+                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5"
             ),
         }
     }
@@ -563,7 +565,8 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
     }
 
     if !a.cases.iter().any(|c| c == "sum5") {
-        return sum1(a, bin, &http, grpc, mc_port, start, end).await;
+        sum1(a, bin, &http, grpc, mc_port, start, end).await?;
+        return rate5(a, bin, &http, grpc, mc_port, start, end).await;
     }
     // sum over every series, 5-minute step: cold, then warm.
     let mut colds = Vec::new();
@@ -598,7 +601,42 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
         ms(pct(&mut warm, 0.99)),
     );
 
-    sum1(a, bin, &http, grpc, mc_port, start, end).await
+    sum1(a, bin, &http, grpc, mc_port, start, end).await?;
+    rate5(a, bin, &http, grpc, mc_port, start, end).await
+}
+
+/// `sum(rate(...))` over every series at a 5-minute step, cold: rate is computed in
+/// storage per series, and the sum with it.
+async fn rate5(
+    a: &Args,
+    bin: &Path,
+    http: &reqwest::Client,
+    grpc: &str,
+    mc_port: u16,
+    start: i64,
+    end: i64,
+) -> anyhow::Result<()> {
+    if !a.cases.iter().any(|c| c == "rate5") {
+        return Ok(());
+    }
+    flush_memcached(mc_port)?;
+    let fed = federator(bin, http, grpc, Some(mc_port), LOCAL).await?;
+    let (d, pts) = run(
+        http,
+        &fed,
+        "sum(rate(ts(bench, *, m)))",
+        start,
+        end,
+        5 * MIN,
+    )
+    .await?;
+    println!(
+        "sum(rate) over {} series x {} days, 5m step ({pts} points): cold {:.1} ms",
+        a.series,
+        a.days,
+        ms(d)
+    );
+    Ok(())
 }
 
 /// `sum` over every series at a 1-minute step (every raw sample), cold.
