@@ -1164,12 +1164,15 @@ impl Engine {
         let chunks: Vec<(&[SeriesId], &[u32])> =
             sids.chunks(per).zip(group_of.chunks(per)).collect();
         let ngroups = group_keys.len();
-        let partials: Vec<Result<(Vec<Partials>, u64)>> = std::thread::scope(|scope| {
+        // Each worker keeps only the groups its series fall in: with many groups (one
+        // per series, say) the workers' groups hardly overlap.
+        type Acc = Vec<Option<Partials>>;
+        let partials: Vec<Result<(Acc, u64)>> = std::thread::scope(|scope| {
             let handles: Vec<_> = chunks
                 .iter()
                 .map(|&(ids, gs)| {
-                    scope.spawn(move || -> Result<(Vec<Partials>, u64)> {
-                        let mut acc = vec![Partials::new(n); ngroups];
+                    scope.spawn(move || -> Result<(Acc, u64)> {
+                        let mut acc: Acc = vec![None; ngroups];
                         let mut touched = 0u64;
                         let mut scratch = Scratch::default();
                         for batch in ids.chunks(256).zip(gs.chunks(256)) {
@@ -1179,7 +1182,7 @@ impl Engine {
                                     f.start,
                                     f.step,
                                     f.per_step,
-                                    &mut acc[g as usize],
+                                    acc[g as usize].get_or_insert_with(|| Partials::new(n)),
                                 );
                                 touched +=
                                     fold_series(s, &mut fold, rollup, f.per_step, &mut scratch)?;
@@ -1195,25 +1198,24 @@ impl Engine {
                 .map(|h| h.join().expect("query worker panicked"))
                 .collect()
         });
-        let mut total: Option<Vec<Partials>> = None;
+        let mut total: Acc = vec![None; ngroups];
         for p in partials {
             let (acc, touched) = p?;
             result.samples += touched;
-            match &mut total {
-                None => total = Some(acc),
-                Some(t) => {
-                    for (t, a) in t.iter_mut().zip(&acc) {
-                        t.merge(a);
-                    }
+            for (t, a) in total.iter_mut().zip(acc) {
+                match (t.as_mut(), a) {
+                    (_, None) => {}
+                    (None, a) => *t = a,
+                    (Some(t), Some(a)) => t.merge(&a),
                 }
             }
         }
         result.groups = group_keys
             .into_iter()
-            .zip(total.unwrap_or_default())
+            .zip(total)
             .map(|(key, parts)| GroupResult {
                 key,
-                points: parts.points(f.start, f.step),
+                points: parts.map_or_else(Vec::new, |p| p.points(f.start, f.step)),
             })
             .collect();
         result.groups.sort_by(|a, b| a.key.cmp(&b.key));

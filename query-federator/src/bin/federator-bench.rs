@@ -296,10 +296,11 @@ async fn storage_alone(grpc: &str, start: i64, end: i64) -> anyhow::Result<()> {
         single.push(t.elapsed());
     }
     println!(
-        "storage alone: Index total p50 {:.3} ms, Epochs p50 {:.3} ms, ExecuteFragment one series 1 day raw p50 {:.3} ms, sum 7d at 5m p50 {:.1} ms",
+        "storage alone: Index total p50 {:.3} ms, Epochs p50 {:.3} ms, ExecuteFragment one series 1 day raw p50 {:.3} ms, sum {}d at 5m p50 {:.1} ms",
         ms(pct(&mut index, 0.5)),
         ms(pct(&mut epochs, 0.5)),
         ms(pct(&mut single, 0.5)),
+        (end - start) / DAY,
         ms(pct(&mut frag5, 0.5)),
     );
     Ok(())
