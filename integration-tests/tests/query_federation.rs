@@ -672,34 +672,6 @@ async fn the_in_process_tier_and_watched_epochs_answer_without_round_trips() {
         c.cache.local_bytes = 0;
     })
     .await;
-    // A zone that holds only part of time (a tier, here ten years) keeps rate,
-    // increase and derivative in the evaluator, over per-series cells: the reference
-    // for those computed in storage.
-    let mut tier = zone("local", &[&st]);
-    tier.max_age = Duration::from_secs(3650 * 86_400);
-    let evaluated = federator(vec![tier], vec![], |c| {
-        c.cache.local_bytes = 0;
-    })
-    .await;
-    for (fed, pushed) in [(&plain, true), (&evaluated, false)] {
-        let (s, v) = get(
-            &format!("{}/api/v1/explain", fed.http),
-            &[
-                ("query", "sum(rate(ts(web, *, http/requests)))".into()),
-                ("start", ((end - DAY) / 1000).to_string()),
-                ("end", (end / 1000).to_string()),
-                ("step", "60".into()),
-            ],
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let text = v["data"]["text"].as_str().unwrap();
-        assert_eq!(
-            text.contains("over_time=rate combine=sum"),
-            pushed,
-            "{text}"
-        );
-    }
     let q = "sum(ts(web, *, http/*))";
     let (s, first) = range(&fed, q, end - 7 * DAY, end, "5m").await;
     assert_eq!(s, 200, "{first}");
