@@ -505,31 +505,88 @@ fn main() -> anyhow::Result<()> {
         .block_on(queries(&a, &bin, &grpc, mc_port, end))
 }
 
+/// What the cases share: the flags, the binary, the storage and memcached, the range.
+struct Ctx<'a> {
+    a: &'a Args,
+    bin: &'a Path,
+    http: reqwest::Client,
+    grpc: &'a str,
+    mc_port: u16,
+    start: i64,
+    end: i64,
+}
+
+impl Ctx<'_> {
+    fn wants(&self, case: &str) -> bool {
+        self.a.cases.iter().any(|c| c == case)
+    }
+
+    /// `q` over the whole range at `step` from a fresh federator process with memcached
+    /// emptied: the federator (for warm runs), the latency and the points answered.
+    async fn cold(&self, q: &str, step: i64) -> anyhow::Result<(Fed, Duration, usize)> {
+        // Let the stores of a previous run land before emptying the cache.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        flush_memcached(self.mc_port)?;
+        let fed = federator(self.bin, &self.http, self.grpc, Some(self.mc_port), LOCAL).await?;
+        let (d, pts) = run(&self.http, &fed, q, self.start, self.end, step).await?;
+        Ok((fed, d, pts))
+    }
+}
+
+/// Latencies as `a, b, c` in ms.
+fn runs_text(runs: &[Duration]) -> String {
+    runs.iter()
+        .map(|d| format!("{:.1}", ms(*d)))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Every case `--cases` names, against federator processes over the loaded storage.
 async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> anyhow::Result<()> {
     let start = end - a.days * DAY;
     storage_alone(grpc, start, end).await?;
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(4)
-        .build()?;
-    let all = "sum(ts(bench, *, m))";
+    let c = Ctx {
+        a,
+        bin,
+        http: reqwest::Client::builder()
+            .pool_max_idle_per_host(4)
+            .build()?,
+        grpc,
+        mc_port,
+        start,
+        end,
+    };
     println!(
         "federator-bench: {} series x {} days of 1-minute data, storage = aerie storage (embedded), memcached 1.6",
         a.series, a.days
     );
+    single(&c).await?;
+    if c.wants("sum5") {
+        sum5(&c).await?;
+    }
+    if c.wants("sum1") {
+        sum1(&c).await?;
+    }
+    if c.wants("rate5") {
+        rate5(&c).await?;
+    }
+    Ok(())
+}
 
-    // Single series, one day, raw one-minute step.
+/// A single series over one day at the raw one-minute step, per cache setting
+/// (`single`: all three; `local`: the default one).
+async fn single(c: &Ctx<'_>) -> anyhow::Result<()> {
+    let (a, http, end) = (c.a, &c.http, c.end);
     let one = "ts(bench, h00042, m)";
-    let single = a.cases.iter().any(|c| c == "single");
     for (label, cache, local) in [
         ("no cache", None, 0),
-        ("memcached", Some(mc_port), 0),
-        ("in-process tier + memcached", Some(mc_port), LOCAL),
+        ("memcached", Some(c.mc_port), 0),
+        ("in-process tier + memcached", Some(c.mc_port), LOCAL),
     ]
     .into_iter()
-    .filter(|c| single || (c.2 > 0 && a.cases.iter().any(|c| c == "local")))
+    .filter(|s| c.wants("single") || (s.2 > 0 && c.wants("local")))
     {
-        let fed = federator(bin, &http, grpc, cache, local).await?;
+        let fed = federator(c.bin, http, c.grpc, cache, local).await?;
         if local > 0 {
             // What any answer costs over this HTTP client and server: the floor.
             let mut lat = Vec::new();
@@ -548,12 +605,12 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
             );
         }
         for _ in 0..20 {
-            run(&http, &fed, one, end - DAY, end, MIN).await?;
+            run(http, &fed, one, end - DAY, end, MIN).await?;
         }
         let mut lat = Vec::new();
         let mut pts = 0;
         for _ in 0..a.single_runs {
-            let (d, p) = run(&http, &fed, one, end - DAY, end, MIN).await?;
+            let (d, p) = run(http, &fed, one, end - DAY, end, MIN).await?;
             lat.push(d);
             pts = p;
         }
@@ -562,120 +619,67 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
             ms(pct(&mut lat, 0.5)),
             ms(pct(&mut lat, 0.99))
         );
-        drop(fed);
     }
+    Ok(())
+}
 
-    if !a.cases.iter().any(|c| c == "sum5") {
-        sum1(a, bin, &http, grpc, mc_port, start, end).await?;
-        return rate5(a, bin, &http, grpc, mc_port, start, end).await;
-    }
-    // sum over every series, 5-minute step: cold, then warm.
+const ALL: &str = "sum(ts(bench, *, m))";
+
+/// `sum` over every series at a 5-minute step: cold, then warm.
+async fn sum5(c: &Ctx<'_>) -> anyhow::Result<()> {
     let mut colds = Vec::new();
     let mut warm = Vec::new();
     let mut pts = 0;
     for _ in 0..3 {
-        // Let the stores of the previous run land before emptying the cache.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        flush_memcached(mc_port)?;
-        let fed = federator(bin, &http, grpc, Some(mc_port), LOCAL).await?;
-        let (d, p) = run(&http, &fed, all, start, end, 5 * MIN).await?;
+        let (fed, d, p) = c.cold(ALL, 5 * MIN).await?;
         colds.push(d);
         pts = p;
         // Spans are stored after the answer.
         tokio::time::sleep(Duration::from_millis(500)).await;
         for _ in 0..20 {
-            warm.push(run(&http, &fed, all, start, end, 5 * MIN).await?.0);
+            warm.push(run(&c.http, &fed, ALL, c.start, c.end, 5 * MIN).await?.0);
         }
-        drop(fed);
     }
     println!(
         "sum over {} series x {} days, 5m step ({pts} points): cold p50 {:.1} ms (runs: {}), warm p50 {:.2} ms p99 {:.2} ms",
-        a.series,
-        a.days,
+        c.a.series,
+        c.a.days,
         ms(pct(&mut colds.clone(), 0.5)),
-        colds
-            .iter()
-            .map(|d| format!("{:.1}", ms(*d)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        runs_text(&colds),
         ms(pct(&mut warm, 0.5)),
         ms(pct(&mut warm, 0.99)),
-    );
-
-    sum1(a, bin, &http, grpc, mc_port, start, end).await?;
-    rate5(a, bin, &http, grpc, mc_port, start, end).await
-}
-
-/// `sum(rate(...))` over every series at a 5-minute step, cold: rate is computed in
-/// storage per series, and the sum with it.
-async fn rate5(
-    a: &Args,
-    bin: &Path,
-    http: &reqwest::Client,
-    grpc: &str,
-    mc_port: u16,
-    start: i64,
-    end: i64,
-) -> anyhow::Result<()> {
-    if !a.cases.iter().any(|c| c == "rate5") {
-        return Ok(());
-    }
-    flush_memcached(mc_port)?;
-    let fed = federator(bin, http, grpc, Some(mc_port), LOCAL).await?;
-    let (d, pts) = run(
-        http,
-        &fed,
-        "sum(rate(ts(bench, *, m)))",
-        start,
-        end,
-        5 * MIN,
-    )
-    .await?;
-    println!(
-        "sum(rate) over {} series x {} days, 5m step ({pts} points): cold {:.1} ms",
-        a.series,
-        a.days,
-        ms(d)
     );
     Ok(())
 }
 
 /// `sum` over every series at a 1-minute step (every raw sample), cold.
-async fn sum1(
-    a: &Args,
-    bin: &Path,
-    http: &reqwest::Client,
-    grpc: &str,
-    mc_port: u16,
-    start: i64,
-    end: i64,
-) -> anyhow::Result<()> {
-    if !a.cases.iter().any(|c| c == "sum1") {
-        return Ok(());
-    }
-    let all = "sum(ts(bench, *, m))";
+async fn sum1(c: &Ctx<'_>) -> anyhow::Result<()> {
     let mut pts = 0;
     let mut colds = Vec::new();
     for _ in 0..3 {
-        // Let the stores of the previous run land before emptying the cache.
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        flush_memcached(mc_port)?;
-        let fed = federator(bin, http, grpc, Some(mc_port), LOCAL).await?;
-        let (d, p) = run(http, &fed, all, start, end, MIN).await?;
+        let (_, d, p) = c.cold(ALL, MIN).await?;
         colds.push(d);
         pts = p;
-        drop(fed);
     }
     println!(
         "sum over {} series x {} days, 1m step ({pts} points): cold p50 {:.1} ms (runs: {})",
-        a.series,
-        a.days,
+        c.a.series,
+        c.a.days,
         ms(pct(&mut colds.clone(), 0.5)),
-        colds
-            .iter()
-            .map(|d| format!("{:.1}", ms(*d)))
-            .collect::<Vec<_>>()
-            .join(", "),
+        runs_text(&colds),
+    );
+    Ok(())
+}
+
+/// `sum(rate(...))` over every series at a 5-minute step, cold: rate is computed in
+/// storage per series, and the sum with it.
+async fn rate5(c: &Ctx<'_>) -> anyhow::Result<()> {
+    let (_, d, pts) = c.cold("sum(rate(ts(bench, *, m)))", 5 * MIN).await?;
+    println!(
+        "sum(rate) over {} series x {} days, 5m step ({pts} points): cold {:.1} ms",
+        c.a.series,
+        c.a.days,
+        ms(d)
     );
     Ok(())
 }
