@@ -185,7 +185,7 @@ impl StorageFragment {
     /// How far before a step value's own step storage reads (ms): one step more for
     /// an over-time function.
     pub fn lookback(&self, step: i64) -> i64 {
-        if self.over_time.is_some() { step } else { 0 }
+        self.over_time.map_or(0, |d| d.lookback(step))
     }
 
     /// Whether the selection can match nothing (a role without members).

@@ -49,7 +49,7 @@ impl OverTime {
     /// How much data before the first step the function needs.
     fn lookback(self, step: i64) -> i64 {
         match self {
-            OverTime::Delta(_) => step,
+            OverTime::Delta(d) => d.lookback(step),
             OverTime::Integral => 0,
             OverTime::Moving { window_ms, .. } => window_ms - step,
         }

@@ -112,7 +112,7 @@ pub fn run_fragment<S: DataSource + ?Sized>(
     // An over-time function reads the step before the grid too.
     let read = match req.over_time {
         None => r,
-        Some(_) => Range::new(r.start.saturating_sub(r.step), r.end, r.step),
+        Some(d) => Range::new(r.start.saturating_sub(d.lookback(r.step)), r.end, r.step),
     };
     // Samples in (start - step, last] feed the grid.
     let raw = source.select(

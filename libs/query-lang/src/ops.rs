@@ -332,6 +332,11 @@ impl Delta {
             Delta::Derivative => "derivative",
         }
     }
+
+    /// How far before a point the function reads (ms): the step before it.
+    pub fn lookback(self, step: i64) -> i64 {
+        step
+    }
 }
 
 /// Applies a [`Delta`] function; output points are those of `out` whose

@@ -67,11 +67,6 @@ impl Fragment {
         }
     }
 
-    /// How far before its range the fragment reads step values (ms).
-    pub fn lookback(&self, step: i64) -> i64 {
-        if self.over_time.is_some() { step } else { 0 }
-    }
-
     /// Normalised text (usable as cache key material together with the range).
     pub fn describe(&self) -> String {
         let mut s = format!(
@@ -217,7 +212,7 @@ impl Node {
             Ok(Range::new(start, out.end, out.step))
         };
         match self {
-            Node::Delta { .. } => back(out.step),
+            Node::Delta { func, .. } => back(func.lookback(out.step)),
             Node::Moving { window, .. } => back((window - 1).max(0) / out.step * out.step),
             Node::Shift { offset, .. } => shifted(out, *offset),
             _ => Ok(out),
