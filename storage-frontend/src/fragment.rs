@@ -9,8 +9,12 @@
 //!     |  one matcher, no function of time:           otherwise:
 //!     |    backend.aggregate(group_by) per slice       backend.aggregate(per series) per slice,
 //!     |    (the engine folds across series)            reading `pre` ms before the slice
-//!     v                                                  -> rate/increase/derivative/integral/moving
-//!  slices [s, e) in time order; after each:              -> fold across series (Partial::of)
+//!     |  one matcher, a delta or moving function,        -> rate/increase/derivative/integral/moving
+//!     |  a backend that runs it per series:              -> fold across series (Partial::of)
+//!     |    backend.aggregate_each(group_by, function)
+//!     |    per slice, reading `pre` ms before it
+//!     v
+//!  slices [s, e) in time order; after each:
 //!    samples touched --> max_samples?  deadline passed? --> stop and say so
 //!     v
 //!  groups in key order, points ascending
@@ -20,6 +24,7 @@
 //! fragment computed here equals the same expression evaluated by the federator.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use query_lang::ops::{self, Delta};
 use query_lang::{Range, WindowAgg};
@@ -45,7 +50,33 @@ pub enum OverTime {
     },
 }
 
+/// A function of time a backend may run per series as it reads (see
+/// [`Backend::aggregate_each`]): the stateless ones, on the grid of one slice.
+struct SliceFn {
+    f: OverTime,
+    slice: Range,
+}
+
+impl tsdb::SeriesFn for SliceFn {
+    fn apply(&self, points: &[(i64, f64)], out: &mut Vec<(i64, f64)>) {
+        match self.f {
+            OverTime::Delta(d) => ops::delta_points(points, d, self.slice, out),
+            OverTime::Moving { window_ms, agg } => {
+                ops::moving_points(points, window_ms, agg, self.slice, out)
+            }
+            // Never fused: a running sum carries across slices.
+            OverTime::Integral => {}
+        }
+    }
+}
+
 impl OverTime {
+    /// Whether a slice's values need nothing from earlier slices but the
+    /// lookback (so a backend may run it per series, slice by slice).
+    fn stateless(self) -> bool {
+        !matches!(self, OverTime::Integral)
+    }
+
     /// How much data before the first step the function needs.
     fn lookback(self, step: i64) -> i64 {
         match self {
@@ -82,6 +113,9 @@ pub struct FragmentSpec {
     pub max_points: u64,
     /// When the work must stop.
     pub deadline: Option<Instant>,
+    /// Series x steps one slice reads; `None`: 50 M where the backend combines
+    /// series itself, 4 M where it hands back every series.
+    pub slice_cells: Option<u64>,
 }
 
 /// The answer: partials per group per step, and what it cost.
@@ -194,12 +228,8 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
     }
 
     let folded = spec.selectors.len() == 1 && spec.over_time.is_none();
-    let budget = if folded {
-        FOLDED_SLICE_CELLS
-    } else {
-        PER_SERIES_SLICE_CELLS
-    };
-    let slice_steps = (budget / series).clamp(1, steps as u64) as i64;
+    // Until the backend says it cannot run the function per series.
+    let mut fused = spec.selectors.len() == 1 && spec.over_time.is_some_and(OverTime::stateless);
 
     let mut answer = Answer {
         series,
@@ -209,6 +239,12 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
     let mut carry: BTreeMap<SeriesKey, f64> = BTreeMap::new();
     let mut done = 0i64;
     while done < steps {
+        let budget = spec.slice_cells.unwrap_or(if folded || fused {
+            FOLDED_SLICE_CELLS
+        } else {
+            PER_SERIES_SLICE_CELLS
+        });
+        let slice_steps = (budget / series).clamp(1, steps as u64) as i64;
         let s = spec.start + done * spec.step;
         let e = (s + slice_steps * spec.step).min(spec.end);
         let progress = || format!("stopped after {done} of {steps} steps of {} series", series);
@@ -218,18 +254,36 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
                 progress: progress(),
             });
         }
-        if folded {
-            let f = Fragment {
-                selector: spec.selectors[0].clone(),
-                start: s,
-                end: e,
-                step: spec.step,
-                per_step: spec.per_step,
-                group_by: spec.combine.clone().unwrap_or_else(|| ALL_PARTS.to_vec()),
-            };
-            let r = within(spec.deadline, began, &progress(), backend.aggregate(f)).await??;
+        let by = spec.combine.as_deref().unwrap_or(&ALL_PARTS);
+        let grouped = |start| Fragment {
+            selector: spec.selectors[0].clone(),
+            start,
+            end: e,
+            step: spec.step,
+            per_step: spec.per_step,
+            group_by: by.to_vec(),
+        };
+        let result = if folded {
+            Some(backend.aggregate(grouped(s)))
+        } else if fused {
+            let each = Arc::new(SliceFn {
+                f: spec.over_time.expect("fused only with a function"),
+                slice: Range::new(s, e, spec.step),
+            });
+            match backend.aggregate_each(grouped(s - pre), each) {
+                Some(r) => Some(r),
+                None => {
+                    // This backend reads series one by one: the slice again, that way.
+                    fused = false;
+                    continue;
+                }
+            }
+        } else {
+            None
+        };
+        if let Some(r) = result {
+            let r = within(spec.deadline, began, &progress(), r).await??;
             note_cost(&mut answer, &r);
-            let by = spec.combine.as_deref().unwrap_or(&ALL_PARTS);
             for g in r.groups {
                 out.entry(key_of(by, &g.key)).or_default().extend(g.points);
             }

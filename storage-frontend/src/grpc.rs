@@ -421,6 +421,7 @@ impl StorageService {
             max_samples: self.cap(req.max_samples, self.limits.max_samples),
             max_points: self.limits.max_points,
             deadline: Some(deadline),
+            slice_cells: None,
         })
     }
 }

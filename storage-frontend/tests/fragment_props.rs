@@ -106,6 +106,7 @@ fn spec(start: i64) -> FragmentSpec {
         max_samples: u64::MAX,
         max_points: u64::MAX,
         deadline: None,
+        slice_cells: None,
     }
 }
 

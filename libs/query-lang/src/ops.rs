@@ -342,30 +342,11 @@ impl Delta {
 /// Applies a [`Delta`] function; output points are those of `out` whose
 /// previous step (`t - step`) also has a point.
 pub fn delta(input: &[Series], f: Delta, out: Range) -> Vec<Series> {
-    let secs = out.step as f64 / 1000.0;
     let res = input
         .iter()
         .map(|s| {
             let mut points = Vec::new();
-            for w in s.points.windows(2) {
-                let ((tp, vp), (t, v)) = (w[0], w[1]);
-                if t - tp != out.step || !out.contains(t) {
-                    continue;
-                }
-                let d = v - vp;
-                let val = match f {
-                    Delta::Rate => (if d < 0.0 { v } else { d }) / secs,
-                    Delta::Increase => {
-                        if d < 0.0 {
-                            v
-                        } else {
-                            d
-                        }
-                    }
-                    Delta::Derivative => d / secs,
-                };
-                points.push((t, val));
-            }
+            delta_points(&s.points, f, out, &mut points);
             Series {
                 key: s.key.clone(),
                 points,
@@ -373,6 +354,30 @@ pub fn delta(input: &[Series], f: Delta, out: Range) -> Vec<Series> {
         })
         .collect();
     normalise(res)
+}
+
+/// [`delta`] of one series' points, appended to `into`.
+pub fn delta_points(points: &[(i64, f64)], f: Delta, out: Range, into: &mut Vec<(i64, f64)>) {
+    let secs = out.step as f64 / 1000.0;
+    for w in points.windows(2) {
+        let ((tp, vp), (t, v)) = (w[0], w[1]);
+        if t - tp != out.step || !out.contains(t) {
+            continue;
+        }
+        let d = v - vp;
+        let val = match f {
+            Delta::Rate => (if d < 0.0 { v } else { d }) / secs,
+            Delta::Increase => {
+                if d < 0.0 {
+                    v
+                } else {
+                    d
+                }
+            }
+            Delta::Derivative => d / secs,
+        };
+        into.push((t, val));
+    }
 }
 
 /// Running sum of value x step seconds, from the start of the range.
@@ -404,58 +409,8 @@ pub fn moving(input: &[Series], window: i64, agg: WindowAgg, out: Range) -> Vec<
     let res = input
         .iter()
         .map(|s| {
-            let p = &s.points;
-            let (mut lo, mut hi) = (0usize, 0usize);
-            let (mut sum, mut count) = (0.0f64, 0usize);
-            // Monotonic deques of indices for the window's min and max.
-            let mut mins: VecDeque<usize> = VecDeque::new();
-            let mut maxs: VecDeque<usize> = VecDeque::new();
             let mut points = Vec::new();
-            for t in out.times() {
-                while hi < p.len() && p[hi].0 <= t {
-                    let v = p[hi].1;
-                    sum += v;
-                    count += 1;
-                    while mins
-                        .back()
-                        .is_some_and(|&i| p[i].1.partial_cmp(&v) != Some(std::cmp::Ordering::Less))
-                    {
-                        mins.pop_back();
-                    }
-                    mins.push_back(hi);
-                    while maxs.back().is_some_and(|&i| {
-                        p[i].1.partial_cmp(&v) != Some(std::cmp::Ordering::Greater)
-                    }) {
-                        maxs.pop_back();
-                    }
-                    maxs.push_back(hi);
-                    hi += 1;
-                }
-                while lo < hi && p[lo].0 <= t - window {
-                    sum -= p[lo].1;
-                    count -= 1;
-                    if mins.front() == Some(&lo) {
-                        mins.pop_front();
-                    }
-                    if maxs.front() == Some(&lo) {
-                        maxs.pop_front();
-                    }
-                    lo += 1;
-                }
-                if count == 0 {
-                    // Restart the running sum so that rounding never lingers.
-                    sum = 0.0;
-                    continue;
-                }
-                let v = match agg {
-                    WindowAgg::Sum => sum,
-                    WindowAgg::Avg => sum / count as f64,
-                    WindowAgg::Count => count as f64,
-                    WindowAgg::Min => mins.front().map_or(f64::NAN, |&i| p[i].1),
-                    WindowAgg::Max => maxs.front().map_or(f64::NAN, |&i| p[i].1),
-                };
-                points.push((t, v));
-            }
+            moving_points(&s.points, window, agg, out, &mut points);
             Series {
                 key: s.key.clone(),
                 points,
@@ -463,6 +418,67 @@ pub fn moving(input: &[Series], window: i64, agg: WindowAgg, out: Range) -> Vec<
         })
         .collect();
     normalise(res)
+}
+
+/// [`moving`] of one series' points `p`, appended to `into`.
+pub fn moving_points(
+    p: &[(i64, f64)],
+    window: i64,
+    agg: WindowAgg,
+    out: Range,
+    into: &mut Vec<(i64, f64)>,
+) {
+    let (mut lo, mut hi) = (0usize, 0usize);
+    let (mut sum, mut count) = (0.0f64, 0usize);
+    // Monotonic deques of indices for the window's min and max.
+    let mut mins: VecDeque<usize> = VecDeque::new();
+    let mut maxs: VecDeque<usize> = VecDeque::new();
+    for t in out.times() {
+        while hi < p.len() && p[hi].0 <= t {
+            let v = p[hi].1;
+            sum += v;
+            count += 1;
+            while mins
+                .back()
+                .is_some_and(|&i| p[i].1.partial_cmp(&v) != Some(std::cmp::Ordering::Less))
+            {
+                mins.pop_back();
+            }
+            mins.push_back(hi);
+            while maxs
+                .back()
+                .is_some_and(|&i| p[i].1.partial_cmp(&v) != Some(std::cmp::Ordering::Greater))
+            {
+                maxs.pop_back();
+            }
+            maxs.push_back(hi);
+            hi += 1;
+        }
+        while lo < hi && p[lo].0 <= t - window {
+            sum -= p[lo].1;
+            count -= 1;
+            if mins.front() == Some(&lo) {
+                mins.pop_front();
+            }
+            if maxs.front() == Some(&lo) {
+                maxs.pop_front();
+            }
+            lo += 1;
+        }
+        if count == 0 {
+            // Restart the running sum so that rounding never lingers.
+            sum = 0.0;
+            continue;
+        }
+        let v = match agg {
+            WindowAgg::Sum => sum,
+            WindowAgg::Avg => sum / count as f64,
+            WindowAgg::Count => count as f64,
+            WindowAgg::Min => mins.front().map_or(f64::NAN, |&i| p[i].1),
+            WindowAgg::Max => maxs.front().map_or(f64::NAN, |&i| p[i].1),
+        };
+        into.push((t, v));
+    }
 }
 
 /// Every step of `out` a series lacks gets `value`.

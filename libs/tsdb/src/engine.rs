@@ -23,7 +23,9 @@ use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::head::{HeadPartition, SeriesBuf};
 use crate::index::{Index, Matcher, Selector};
-use crate::query::{Fragment, FragmentResult, GroupResult, Partials, StepAgg, StepFold};
+use crate::query::{
+    Each, Fragment, FragmentResult, GroupResult, Partials, SeriesFn, StepAgg, StepFold,
+};
 use crate::types::*;
 use crate::wal::{FsyncPolicy, RecordBuf, Wal, replay, sync_dir};
 
@@ -1115,6 +1117,19 @@ impl Engine {
     /// series into partials per group. Sealed data is read from the
     /// coarsest rollup that serves the step exactly.
     pub fn aggregate(&self, f: &Fragment) -> Result<FragmentResult> {
+        self.aggregate_with(f, None)
+    }
+
+    /// [`Engine::aggregate`] with each series' step values passed through
+    /// `each` before they fold into their group (e.g. a rate of every
+    /// series, summed): the same answer as aggregating every series on its
+    /// own, applying `each` and folding, without building the per-series
+    /// answers.
+    pub fn aggregate_each(&self, f: &Fragment, each: &dyn SeriesFn) -> Result<FragmentResult> {
+        self.aggregate_with(f, Some(each))
+    }
+
+    fn aggregate_with(&self, f: &Fragment, each: Option<&dyn SeriesFn>) -> Result<FragmentResult> {
         let n = f.points()?;
         let mut result = FragmentResult::default();
         if n == 0 {
@@ -1128,7 +1143,7 @@ impl Engine {
         result.rollup_ms = rollup.map(|k| ROLLUP_WIDTHS[k]);
 
         if is_all_sources(&f.selector) {
-            return self.aggregate_services(f, n, result);
+            return self.aggregate_services(f, n, each, result);
         }
         let (sids, group_of, group_keys) = {
             let st = self.state.read();
@@ -1175,18 +1190,22 @@ impl Engine {
                         let mut acc: Acc = vec![None; ngroups];
                         let mut touched = 0u64;
                         let mut scratch = Scratch::default();
+                        let mut each = each.map(|e| Each::new(e, n));
                         for batch in ids.chunks(256).zip(gs.chunks(256)) {
                             let srcs = self.sources(batch.0, lo, hi);
                             for (s, &g) in srcs.iter().zip(batch.1) {
-                                let mut fold = StepFold::new(
-                                    f.start,
-                                    f.step,
-                                    f.per_step,
-                                    acc[g as usize].get_or_insert_with(|| Partials::new(n)),
-                                );
+                                let group = &mut acc[g as usize];
+                                let into = match each.as_mut() {
+                                    Some(e) => &mut e.own,
+                                    None => group.get_or_insert_with(|| Partials::new(n)),
+                                };
+                                let mut fold = StepFold::new(f.start, f.step, f.per_step, into);
                                 touched +=
                                     fold_series(s, &mut fold, rollup, f.per_step, &mut scratch)?;
                                 fold.flush();
+                                if let Some(e) = each.as_mut() {
+                                    e.pass(f.start, f.step, group);
+                                }
                             }
                         }
                         Ok((acc, touched))
@@ -1228,6 +1247,7 @@ impl Engine {
         &self,
         f: &Fragment,
         n: usize,
+        each: Option<&dyn SeriesFn>,
         mut result: FragmentResult,
     ) -> Result<FragmentResult> {
         let lo = f.start - f.step + 1;
@@ -1235,23 +1255,31 @@ impl Engine {
         let keys = self.aggregate_keys(&f.selector, lo, hi + 1);
         result.series = keys.len();
         result.rollup_ms = None;
-        let mut groups: BTreeMap<Vec<String>, Partials> = BTreeMap::new();
+        let mut groups: BTreeMap<Vec<String>, Option<Partials>> = BTreeMap::new();
+        let mut each = each.map(|e| Each::new(e, n));
         for k in keys {
             let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
             result.samples += pts.len() as u64;
             let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
-            let a = groups.entry(gk).or_insert_with(|| Partials::new(n));
-            let mut fold = StepFold::new(f.start, f.step, f.per_step, a);
+            let group = groups.entry(gk).or_default();
+            let into = match each.as_mut() {
+                Some(e) => &mut e.own,
+                None => group.get_or_insert_with(|| Partials::new(n)),
+            };
+            let mut fold = StepFold::new(f.start, f.step, f.per_step, into);
             for p in pts {
                 fold.raw(p.ts, p.sum);
             }
             fold.flush();
+            if let Some(e) = each.as_mut() {
+                e.pass(f.start, f.step, group);
+            }
         }
         result.groups = groups
             .into_iter()
             .map(|(key, parts)| GroupResult {
                 key,
-                points: parts.points(f.start, f.step),
+                points: parts.map_or_else(Vec::new, |p| p.points(f.start, f.step)),
             })
             .collect();
         result.groups.sort_by(|a, b| a.key.cmp(&b.key));

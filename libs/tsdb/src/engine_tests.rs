@@ -438,3 +438,80 @@ fn block_bytes_break_down_into_their_parts() {
     // A regular counter costs well under a byte a sample raw.
     assert!(parts.raw < 600, "{} raw bytes for 600 samples", parts.raw);
 }
+
+#[test]
+fn series_functions_see_each_series_and_fold_what_they_return() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    fleet(&e, &clock, 3);
+    clock.advance(DAY_MS);
+    e.maintain().unwrap();
+    let identity = |p: &[(i64, f64)], out: &mut Vec<(i64, f64)>| out.extend_from_slice(p);
+    for source in ["*", ALL_SOURCES] {
+        for (step, per_step) in [(MIN, StepAgg::Last), (5 * MIN, StepAgg::Sum)] {
+            for group_by in [vec![], vec![KeyPart::Source]] {
+                let f = Fragment {
+                    selector: Selector::parse("web", source, "http/*").unwrap(),
+                    start: T0,
+                    end: T0 + 3 * 3_600_000,
+                    step,
+                    per_step,
+                    group_by,
+                };
+                let what = format!("{source} {step} {per_step:?} {:?}", f.group_by);
+                // A function's values count as sampled at their step's end, so a
+                // group's `last` is not compared.
+                let cells = |r: FragmentResult| {
+                    let cell = |&(t, p): &(i64, Partial)| {
+                        (
+                            t,
+                            p.count,
+                            p.sum.to_bits(),
+                            p.min.to_bits(),
+                            p.max.to_bits(),
+                        )
+                    };
+                    let groups = r.groups.iter();
+                    groups
+                        .map(|g| (g.key.clone(), g.points.iter().map(cell).collect::<Vec<_>>()))
+                        .collect::<Vec<_>>()
+                };
+                let plain = e.aggregate(&f).unwrap();
+                assert!(plain.groups.iter().any(|g| !g.points.is_empty()), "{what}");
+                let each = e.aggregate_each(&f, &identity).unwrap();
+                assert_eq!((each.series, each.samples), (plain.series, plain.samples));
+                assert_eq!(cells(each), cells(plain), "{what}");
+            }
+        }
+    }
+    // What a function returns is what folds: here each series' step values
+    // shifted one step later (the last one falls off the grid), and one point
+    // off the grid that is dropped.
+    let f = Fragment {
+        selector: Selector::parse("web", "*", "http/*").unwrap(),
+        start: T0,
+        end: T0 + 60 * MIN,
+        step: MIN,
+        per_step: StepAgg::Last,
+        group_by: vec![KeyPart::Source],
+    };
+    let shift = |p: &[(i64, f64)], out: &mut Vec<(i64, f64)>| {
+        out.extend(p.iter().map(|&(t, v)| (t + MIN, v)));
+        out.push((T0 + 1, 1e9));
+    };
+    let plain = e.aggregate(&f).unwrap();
+    let shifted = e.aggregate_each(&f, &shift).unwrap();
+    assert_eq!(plain.groups.len(), 3);
+    for (a, b) in plain.groups.iter().zip(&shifted.groups) {
+        assert_eq!(a.key, b.key);
+        let want: Vec<(i64, f64)> = a
+            .points
+            .iter()
+            .map(|(t, p)| (t + MIN, p.sum))
+            .filter(|&(t, _)| t < f.end)
+            .collect();
+        let got: Vec<(i64, f64)> = b.points.iter().map(|(t, p)| (*t, p.sum)).collect();
+        assert_eq!(got, want, "{:?}", a.key);
+    }
+}

@@ -45,7 +45,7 @@ pub use clock::{Clock, ManualClock, SystemClock};
 pub use engine::{BlockBytes, CorruptBlock, Engine, MaintenanceReport, Options, ServicePoint};
 pub use error::{Error, Result};
 pub use index::{Matcher, Selector};
-pub use query::{Fragment, FragmentResult, GroupResult, Partial, StepAgg};
+pub use query::{Fragment, FragmentResult, GroupResult, Partial, SeriesFn, StepAgg};
 pub use types::*;
 pub use wal::FsyncPolicy;
 

@@ -316,6 +316,72 @@ impl Partials {
     }
 }
 
+/// A function of time applied to each series' step values before they are
+/// folded across series (a rate, a moving window): the engine runs it per
+/// series as it reads, so no per-series answer is built. The engine knows no
+/// function itself.
+pub trait SeriesFn: Sync {
+    /// Appends to `out` the values to fold, given one series' step values
+    /// (`(t, value)` ascending, steps without data absent). Points off the
+    /// fragment's grid are dropped; the others fold as sampled at `t` (so the
+    /// `last` of a group's values at one step is the one with the larger bits).
+    fn apply(&self, points: &[(i64, f64)], out: &mut Vec<(i64, f64)>);
+}
+
+impl<F: Fn(&[(i64, f64)], &mut Vec<(i64, f64)>) + Sync> SeriesFn for F {
+    fn apply(&self, points: &[(i64, f64)], out: &mut Vec<(i64, f64)>) {
+        self(points, out)
+    }
+}
+
+/// One worker's pass of series through a [`SeriesFn`]: a series folds into
+/// `own`, its step values go through the function, and what comes out folds
+/// into the series' group.
+pub(crate) struct Each<'a> {
+    f: &'a dyn SeriesFn,
+    /// The series being read, per step.
+    pub own: Partials,
+    row: Vec<(i64, f64)>,
+    out: Vec<(i64, f64)>,
+}
+
+impl<'a> Each<'a> {
+    pub fn new(f: &'a dyn SeriesFn, n: usize) -> Self {
+        Self {
+            f,
+            own: Partials::new(n),
+            row: Vec::new(),
+            out: Vec::new(),
+        }
+    }
+
+    /// Passes the series folded into `own` (on the grid `start + k * step`)
+    /// through the function into `group`, and empties `own`.
+    pub fn pass(&mut self, start: i64, step: i64, group: &mut Option<Partials>) {
+        self.row.clear();
+        let own = &mut self.own;
+        for k in 0..own.len() {
+            if own.count[k] > 0 {
+                self.row.push((start + k as i64 * step, own.sum[k]));
+                own.set(k, Partial::EMPTY);
+            }
+        }
+        self.out.clear();
+        self.f.apply(&self.row, &mut self.out);
+        if self.out.is_empty() {
+            return;
+        }
+        let n = own.len();
+        let group = group.get_or_insert_with(|| Partials::new(n));
+        for &(t, v) in &self.out {
+            let at = t.wrapping_sub(start);
+            if at >= 0 && at % step == 0 {
+                group.add((at / step) as usize, v, t);
+            }
+        }
+    }
+}
+
 /// Running aggregate of one step of one series.
 #[derive(Debug, Clone, Copy)]
 struct Cell {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 use tsdb::{
     AppendReport, Engine, Fragment, FragmentResult, KeyPart, Options, Sample, SampleRow, Selector,
-    SeriesKey,
+    SeriesFn, SeriesKey,
 };
 
 use super::{Backend, BackendError, BackendFuture, Batch};
@@ -125,6 +125,14 @@ impl Backend for EmbeddedBackend {
             return async move { r }.boxed();
         }
         self.run(move |e| Ok(e.aggregate(&fragment)?))
+    }
+
+    fn aggregate_each(
+        &self,
+        fragment: Fragment,
+        each: Arc<dyn SeriesFn + Send>,
+    ) -> Option<BackendFuture<'_, FragmentResult>> {
+        Some(self.run(move |e| Ok(e.aggregate_each(&fragment, &*each)?)))
     }
 
     fn epoch(&self, service: String, day: i64) -> BackendFuture<'_, u64> {

@@ -11,7 +11,9 @@ pub mod scylla;
 use std::sync::Arc;
 
 use futures::future::BoxFuture;
-use tsdb::{AppendReport, Fragment, FragmentResult, KeyPart, Sample, Selector, SeriesKey};
+use tsdb::{
+    AppendReport, Fragment, FragmentResult, KeyPart, Sample, Selector, SeriesFn, SeriesKey,
+};
 
 pub use embedded::EmbeddedBackend;
 pub use scylla::ScyllaBackend;
@@ -60,6 +62,17 @@ pub trait Backend: Send + Sync + 'static {
     fn read_range(&self, key: SeriesKey, t0: i64, t1: i64) -> BackendFuture<'_, Vec<Sample>>;
     /// Runs a fragment (select, per-step aggregation, grouping) next to the data.
     fn aggregate(&self, fragment: Fragment) -> BackendFuture<'_, FragmentResult>;
+    /// Runs a fragment whose series each pass through `each` (a function of time)
+    /// before they combine into groups, next to the data; `None` where the backend
+    /// cannot, and the caller then reads the series one by one. Whether it can
+    /// depends on the backend alone, never on the fragment.
+    fn aggregate_each(
+        &self,
+        _fragment: Fragment,
+        _each: Arc<dyn SeriesFn + Send>,
+    ) -> Option<BackendFuture<'_, FragmentResult>> {
+        None
+    }
     /// The backfill epoch of `service` on UTC day `day` (`ts.div_euclid(DAY_MS)`).
     fn epoch(&self, service: String, day: i64) -> BackendFuture<'_, u64>;
     /// The backend's "now" (ms): the clock its windows are measured against.
