@@ -359,9 +359,17 @@ pub fn delta(input: &[Series], f: Delta, out: Range) -> Vec<Series> {
 /// [`delta`] of one series' points, appended to `into`.
 pub fn delta_points(points: &[(i64, f64)], f: Delta, out: Range, into: &mut Vec<(i64, f64)>) {
     let secs = out.step as f64 / 1000.0;
+    let on_grid = |t: i64| (t as i128 - out.start as i128).rem_euclid(out.step as i128) == 0;
+    // A point one step after a point on the grid is on it too: the division
+    // runs only after a gap.
+    let mut prev_on = points.first().is_some_and(|p| on_grid(p.0));
+    into.reserve(points.len().saturating_sub(1));
     for w in points.windows(2) {
         let ((tp, vp), (t, v)) = (w[0], w[1]);
-        if t - tp != out.step || !out.contains(t) {
+        let next = t.wrapping_sub(tp) == out.step && t > tp;
+        let on = if next { prev_on } else { on_grid(t) };
+        prev_on = on;
+        if !next || !on || t < out.start || t >= out.end {
             continue;
         }
         let d = v - vp;

@@ -387,3 +387,47 @@ proptest! {
         prop_assert!(same(&reference, &original_pushed), "{q}\nreference {reference:?}\npushdown {original_pushed:?}");
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
+
+    /// `delta_points` (which skips the grid test along runs of consecutive
+    /// steps) answers as its definition: a value at every point of `out` one
+    /// step after the point before it.
+    #[test]
+    fn delta_points_is_its_definition(
+        raw in proptest::collection::vec((0i64..40, 0i64..6, -50.0f64..50.0), 0..40),
+        phase in 0i64..3,
+        lo in 0i64..10,
+        len in 0i64..40,
+    ) {
+        // Mostly on a grid of 3, some points off it by 1 or 2.
+        let mut points: Vec<(i64, f64)> = raw
+            .iter()
+            .map(|&(t, off, v)| (t * 3 + (off - 3).max(0), v))
+            .collect();
+        points.sort_by_key(|p| p.0);
+        points.dedup_by_key(|p| p.0);
+        let out = Range::new(lo * 3 + phase, (lo + len) * 3, 3);
+        for f in [query_lang::ops::Delta::Rate, query_lang::ops::Delta::Increase, query_lang::ops::Delta::Derivative] {
+            let mut got = Vec::new();
+            query_lang::ops::delta_points(&points, f, out, &mut got);
+            let secs = 3.0 / 1000.0;
+            let want: Vec<(i64, f64)> = points
+                .windows(2)
+                .filter(|w| w[1].0 - w[0].0 == 3 && out.contains(w[1].0))
+                .map(|w| {
+                    let d = w[1].1 - w[0].1;
+                    let inc = if d < 0.0 { w[1].1 } else { d };
+                    let v = match f {
+                        query_lang::ops::Delta::Rate => inc / secs,
+                        query_lang::ops::Delta::Increase => inc,
+                        query_lang::ops::Delta::Derivative => d / secs,
+                    };
+                    (w[1].0, v)
+                })
+                .collect();
+            prop_assert_eq!(got, want);
+        }
+    }
+}

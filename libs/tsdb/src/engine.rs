@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::head::{HeadPartition, SeriesBuf};
 use crate::index::{Index, Matcher, Selector};
 use crate::query::{
-    Each, Fragment, FragmentResult, GroupResult, Partials, SeriesFn, StepAgg, StepFold,
+    Each, Fragment, FragmentResult, GroupResult, Partials, SeriesFn, StepAgg, StepFold, Steps,
 };
 use crate::types::*;
 use crate::wal::{FsyncPolicy, RecordBuf, Wal, replay, sync_dir};
@@ -1190,22 +1190,23 @@ impl Engine {
                         let mut acc: Acc = vec![None; ngroups];
                         let mut touched = 0u64;
                         let mut scratch = Scratch::default();
-                        let mut each = each.map(|e| Each::new(e, n));
+                        let mut each = each.map(|e| Each::new(e, f.start, f.step, n));
                         for batch in ids.chunks(256).zip(gs.chunks(256)) {
                             let srcs = self.sources(batch.0, lo, hi);
                             for (s, &g) in srcs.iter().zip(batch.1) {
                                 let group = &mut acc[g as usize];
-                                let into = match each.as_mut() {
-                                    Some(e) => &mut e.own,
-                                    None => group.get_or_insert_with(|| Partials::new(n)),
+                                let sc = &mut scratch;
+                                touched += match each.as_mut() {
+                                    Some(e) => {
+                                        let read = fold_one(s, f, &mut e.row, rollup, sc)?;
+                                        e.pass(group);
+                                        read
+                                    }
+                                    None => {
+                                        let into = group.get_or_insert_with(|| Partials::new(n));
+                                        fold_one(s, f, into, rollup, sc)?
+                                    }
                                 };
-                                let mut fold = StepFold::new(f.start, f.step, f.per_step, into);
-                                touched +=
-                                    fold_series(s, &mut fold, rollup, f.per_step, &mut scratch)?;
-                                fold.flush();
-                                if let Some(e) = each.as_mut() {
-                                    e.pass(f.start, f.step, group);
-                                }
                             }
                         }
                         Ok((acc, touched))
@@ -1256,23 +1257,25 @@ impl Engine {
         result.series = keys.len();
         result.rollup_ms = None;
         let mut groups: BTreeMap<Vec<String>, Option<Partials>> = BTreeMap::new();
-        let mut each = each.map(|e| Each::new(e, n));
-        for k in keys {
-            let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
-            result.samples += pts.len() as u64;
-            let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
-            let group = groups.entry(gk).or_default();
-            let into = match each.as_mut() {
-                Some(e) => &mut e.own,
-                None => group.get_or_insert_with(|| Partials::new(n)),
-            };
+        let mut each = each.map(|e| Each::new(e, f.start, f.step, n));
+        fn fold<S: Steps>(f: &Fragment, pts: &[ServicePoint], into: &mut S) {
             let mut fold = StepFold::new(f.start, f.step, f.per_step, into);
             for p in pts {
                 fold.raw(p.ts, p.sum);
             }
             fold.flush();
-            if let Some(e) = each.as_mut() {
-                e.pass(f.start, f.step, group);
+        }
+        for k in keys {
+            let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
+            result.samples += pts.len() as u64;
+            let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
+            let group = groups.entry(gk).or_default();
+            match each.as_mut() {
+                Some(e) => {
+                    fold(f, &pts, &mut e.row);
+                    e.pass(group);
+                }
+                None => fold(f, &pts, group.get_or_insert_with(|| Partials::new(n))),
             }
         }
         result.groups = groups
@@ -1299,10 +1302,25 @@ struct Scratch {
     merged: Merged,
 }
 
-/// Feeds one series into `fold`; returns samples/buckets read.
-fn fold_series(
+/// Folds one series into `into` on the fragment's grid; returns
+/// samples/buckets read.
+fn fold_one<S: Steps>(
     s: &SeriesSources,
-    fold: &mut StepFold<'_>,
+    f: &Fragment,
+    into: &mut S,
+    rollup: Option<usize>,
+    sc: &mut Scratch,
+) -> Result<u64> {
+    let mut fold = StepFold::new(f.start, f.step, f.per_step, into);
+    let read = fold_series(s, &mut fold, rollup, f.per_step, sc)?;
+    fold.flush();
+    Ok(read)
+}
+
+/// Feeds one series into `fold`; returns samples/buckets read.
+fn fold_series<S: Steps>(
+    s: &SeriesSources,
+    fold: &mut StepFold<'_, S>,
     rollup: Option<usize>,
     agg: StepAgg,
     sc: &mut Scratch,
@@ -1375,7 +1393,7 @@ fn fold_series(
     Ok(touched)
 }
 
-fn feed_head(s: &SeriesSources, fold: &mut StepFold<'_>) -> u64 {
+fn feed_head<S: Steps>(s: &SeriesSources, fold: &mut StepFold<'_, S>) -> u64 {
     fold.run(&s.head_ts, &s.head_vals);
     s.head_ts.len() as u64
 }

@@ -334,50 +334,133 @@ impl<F: Fn(&[(i64, f64)], &mut Vec<(i64, f64)>) + Sync> SeriesFn for F {
     }
 }
 
-/// One worker's pass of series through a [`SeriesFn`]: a series folds into
-/// `own`, its step values go through the function, and what comes out folds
-/// into the series' group.
-pub(crate) struct Each<'a> {
-    f: &'a dyn SeriesFn,
-    /// The series being read, per step.
-    pub own: Partials,
-    row: Vec<(i64, f64)>,
-    out: Vec<(i64, f64)>,
+/// Where a fold of series puts its step values.
+pub(crate) trait Steps {
+    /// Steps of the grid.
+    fn len(&self) -> usize;
+    /// Folds one value into step `k`.
+    fn add(&mut self, k: usize, value: f64, ts: i64);
+    /// Folds `vals[i]` (sampled at `ts[i]`) into step `k0 + i`.
+    fn add_run(&mut self, k0: usize, ts: &[i64], vals: &[f64]);
 }
 
-impl<'a> Each<'a> {
-    pub fn new(f: &'a dyn SeriesFn, n: usize) -> Self {
-        Self {
-            f,
-            own: Partials::new(n),
-            row: Vec::new(),
-            out: Vec::new(),
+impl Steps for Partials {
+    fn len(&self) -> usize {
+        Partials::len(self)
+    }
+    #[inline]
+    fn add(&mut self, k: usize, value: f64, ts: i64) {
+        Partials::add(self, k, value, ts)
+    }
+    fn add_run(&mut self, k0: usize, ts: &[i64], vals: &[f64]) {
+        Partials::add_run(self, k0, ts, vals)
+    }
+}
+
+/// One series' step values as `(t, value)` in step order: what a
+/// [`SeriesFn`] is handed.
+#[derive(Debug)]
+pub(crate) struct Row {
+    start: i64,
+    step: i64,
+    n: usize,
+    points: Vec<(i64, f64)>,
+}
+
+impl Steps for Row {
+    fn len(&self) -> usize {
+        self.n
+    }
+
+    #[inline]
+    fn add(&mut self, k: usize, value: f64, _ts: i64) {
+        if k >= self.n {
+            return;
+        }
+        let t = self.start + k as i64 * self.step;
+        // A fold gives a series one value per step, in step order; a second
+        // one would add up, as in a group's partial.
+        match self.points.last_mut() {
+            Some(p) if p.0 == t => p.1 += value,
+            _ => self.points.push((t, value)),
         }
     }
 
-    /// Passes the series folded into `own` (on the grid `start + k * step`)
-    /// through the function into `group`, and empties `own`.
-    pub fn pass(&mut self, start: i64, step: i64, group: &mut Option<Partials>) {
-        self.row.clear();
-        let own = &mut self.own;
-        for k in 0..own.len() {
-            if own.count[k] > 0 {
-                self.row.push((start + k as i64 * step, own.sum[k]));
-                own.set(k, Partial::EMPTY);
-            }
+    fn add_run(&mut self, k0: usize, ts: &[i64], vals: &[f64]) {
+        let m = ts.len().min(vals.len());
+        let t0 = self.start + k0 as i64 * self.step;
+        if k0 + m <= self.n && self.points.last().is_none_or(|p| p.0 < t0) {
+            let step = self.step;
+            let times = (0..m as i64).map(|i| t0 + i * step);
+            self.points.extend(times.zip(vals[..m].iter().copied()));
+            return;
         }
+        for (i, (&t, &v)) in ts.iter().zip(vals).enumerate() {
+            self.add(k0.saturating_add(i), v, t);
+        }
+    }
+}
+
+/// One worker's pass of series through a [`SeriesFn`]: a series folds into
+/// `row`, its step values go through the function, and what comes out folds
+/// into the series' group.
+pub(crate) struct Each<'a> {
+    f: &'a dyn SeriesFn,
+    /// The series being read.
+    pub row: Row,
+    out: Vec<(i64, f64)>,
+    ts: Vec<i64>,
+    vals: Vec<f64>,
+}
+
+impl<'a> Each<'a> {
+    /// A pass on the grid `start + k * step`, `k < n`.
+    pub fn new(f: &'a dyn SeriesFn, start: i64, step: i64, n: usize) -> Self {
+        Self {
+            f,
+            row: Row {
+                start,
+                step,
+                n,
+                points: Vec::new(),
+            },
+            out: Vec::new(),
+            ts: Vec::new(),
+            vals: Vec::new(),
+        }
+    }
+
+    /// Passes the series folded into `row` through the function into `group`,
+    /// and empties `row`.
+    pub fn pass(&mut self, group: &mut Option<Partials>) {
         self.out.clear();
-        self.f.apply(&self.row, &mut self.out);
+        self.f.apply(&self.row.points, &mut self.out);
+        self.row.points.clear();
+        let Row { start, step, n, .. } = self.row;
         if self.out.is_empty() {
             return;
         }
-        let n = own.len();
         let group = group.get_or_insert_with(|| Partials::new(n));
-        for &(t, v) in &self.out {
-            let at = t.wrapping_sub(start);
-            if at >= 0 && at % step == 0 {
-                group.add((at / step) as usize, v, t);
+        // Points on consecutive steps fold a column at a time.
+        let out = &self.out;
+        let mut i = 0;
+        while i < out.len() {
+            let at = out[i].0.wrapping_sub(start);
+            if at < 0 || at % step != 0 || at / step >= n as i64 {
+                i += 1;
+                continue;
             }
+            let k0 = (at / step) as usize;
+            self.ts.clear();
+            self.vals.clear();
+            let mut t = out[i].0;
+            while i < out.len() && out[i].0 == t && k0 + self.ts.len() < n {
+                self.ts.push(t);
+                self.vals.push(out[i].1);
+                t = t.wrapping_add(step);
+                i += 1;
+            }
+            group.add_run(k0, &self.ts, &self.vals);
         }
     }
 }
@@ -414,19 +497,19 @@ fn step_index(start: i64, step: i64, cur: i64, ts: i64) -> i64 {
 /// values, each added to the partial of its step in `acc` (the series'
 /// group) as soon as the step is complete, without materialising them.
 #[derive(Debug)]
-pub(crate) struct StepFold<'a> {
+pub(crate) struct StepFold<'a, S: Steps = Partials> {
     start: i64,
     step: i64,
     n: i64,
     agg: StepAgg,
     cur: i64,
     cell: Cell,
-    acc: &'a mut Partials,
+    acc: &'a mut S,
 }
 
-impl<'a> StepFold<'a> {
+impl<'a, S: Steps> StepFold<'a, S> {
     /// A fold over the grid `start + k * step` for `k < acc.len()`.
-    pub fn new(start: i64, step: i64, agg: StepAgg, acc: &'a mut Partials) -> Self {
+    pub fn new(start: i64, step: i64, agg: StepAgg, acc: &'a mut S) -> Self {
         Self {
             start,
             step,

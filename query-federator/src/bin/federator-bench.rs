@@ -5,7 +5,7 @@
 //!
 //! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
 //! and `--days` reuses it instead of loading again; `--cases` picks what runs
-//! (`single,local,sum5,sum1,rate5`; `local` is the default cache setting alone).
+//! (`single,local,sum5,sum1,rate5,rate1`; `local` is the default cache setting alone).
 //!
 //! ```text
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
@@ -16,7 +16,7 @@
 //!   tier in front of memcached (the default);
 //! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
 //!   federator process, memcached flushed) and warm (spans cached); at a 1-minute
-//!   step: cold; `sum(rate(...))` at a 5-minute step: cold.
+//!   step: cold; `sum(rate(...))` at a 5-minute and a 1-minute step: cold.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -103,7 +103,7 @@ fn args() -> anyhow::Result<Args> {
         days: 7,
         single_runs: 500,
         data: None,
-        cases: ["single", "sum5", "sum1", "rate5"]
+        cases: ["single", "sum5", "sum1", "rate5", "rate1"]
             .map(String::from)
             .to_vec(),
     };
@@ -117,7 +117,7 @@ fn args() -> anyhow::Result<Args> {
             "--data" => a.data = Some(v.into()),
             "--cases" => a.cases = v.split(',').map(str::to_owned).collect(),
             _ => bail!(
-                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5"
+                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5,rate1"
             ),
         }
     }
@@ -564,11 +564,17 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
     if c.wants("sum5") {
         sum5(&c).await?;
     }
-    if c.wants("sum1") {
-        sum1(&c).await?;
-    }
-    if c.wants("rate5") {
-        rate5(&c).await?;
+    // At 1m every raw sample is read; rate is computed in storage per series,
+    // and the sum with it.
+    let rate = "sum(rate(ts(bench, *, m)))";
+    for (case, label, q, step) in [
+        ("sum1", "sum", ALL, MIN),
+        ("rate5", "sum(rate)", rate, 5 * MIN),
+        ("rate1", "sum(rate)", rate, MIN),
+    ] {
+        if c.wants(case) {
+            cold_case(&c, label, q, step).await?;
+        }
     }
     Ok(())
 }
@@ -652,34 +658,22 @@ async fn sum5(c: &Ctx<'_>) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `sum` over every series at a 1-minute step (every raw sample), cold.
-async fn sum1(c: &Ctx<'_>) -> anyhow::Result<()> {
+/// `q` over the whole range at `step`, cold, three times (`label` names it).
+async fn cold_case(c: &Ctx<'_>, label: &str, q: &str, step: i64) -> anyhow::Result<()> {
     let mut pts = 0;
     let mut colds = Vec::new();
     for _ in 0..3 {
-        let (_, d, p) = c.cold(ALL, MIN).await?;
+        let (_, d, p) = c.cold(q, step).await?;
         colds.push(d);
         pts = p;
     }
     println!(
-        "sum over {} series x {} days, 1m step ({pts} points): cold p50 {:.1} ms (runs: {})",
+        "{label} over {} series x {} days, {}m step ({pts} points): cold p50 {:.1} ms (runs: {})",
         c.a.series,
         c.a.days,
+        step / MIN,
         ms(pct(&mut colds.clone(), 0.5)),
         runs_text(&colds),
-    );
-    Ok(())
-}
-
-/// `sum(rate(...))` over every series at a 5-minute step, cold: rate is computed in
-/// storage per series, and the sum with it.
-async fn rate5(c: &Ctx<'_>) -> anyhow::Result<()> {
-    let (_, d, pts) = c.cold("sum(rate(ts(bench, *, m)))", 5 * MIN).await?;
-    println!(
-        "sum(rate) over {} series x {} days, 5m step ({pts} points): cold {:.1} ms",
-        c.a.series,
-        c.a.days,
-        ms(d)
     );
     Ok(())
 }
