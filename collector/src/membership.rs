@@ -172,7 +172,7 @@ impl Membership {
             .with_session_timeout(Duration::from_secs(4))
             .connect(connect)
             .await?;
-        ensure_path(&client, path).await?;
+        serverset::ensure_path(&client, path).await?;
         let opts = zk::CreateMode::EphemeralSequential.with_acls(zk::Acls::anyone_all());
         let (_, seq) = client
             .create(&format!("{path}/member-"), self.me.as_bytes(), &opts)
@@ -214,21 +214,6 @@ impl Membership {
             }
         }
     }
-}
-
-/// Creates `path` and its parents as persistent znodes where missing.
-pub async fn ensure_path(client: &zk::Client, path: &str) -> Result<(), zk::Error> {
-    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let mut at = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        at.push('/');
-        at.push_str(part);
-        match client.create(&at, &[], &opts).await {
-            Ok(_) | Err(zk::Error::NodeExists) => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -26,6 +26,13 @@ pub struct Config {
     pub embedded: EmbeddedConfig,
     /// The ScyllaDB/Cassandra cluster (used when `backend = "scylla"`).
     pub scylla: ScyllaConfig,
+    /// ZooKeeper server set this storage-frontend announces itself in (e.g.
+    /// `/aerie/storage/members`, what a federator zone or the collector follows),
+    /// with the top-level `zookeeper` set; "": not announced.
+    pub serverset: String,
+    /// Host put in the announced member; "": the listen host, or this machine's
+    /// host name when that is a wildcard address.
+    pub announce_host: String,
 }
 
 impl Default for Config {
@@ -37,6 +44,8 @@ impl Default for Config {
             limits: Limits::default(),
             embedded: EmbeddedConfig::default(),
             scylla: ScyllaConfig::default(),
+            serverset: String::new(),
+            announce_host: String::new(),
         }
     }
 }
@@ -243,6 +252,20 @@ impl Config {
                 ));
             }
         }
+        if !self.serverset.is_empty() {
+            if !self.serverset.starts_with('/') || self.serverset.ends_with('/') {
+                return Err(ConfigError::invalid(
+                    "storage.serverset",
+                    format!("\"{}\" is not a ZooKeeper path", self.serverset),
+                ));
+            }
+            if self.common.zookeeper.is_empty() {
+                return Err(ConfigError::invalid(
+                    "storage.serverset",
+                    "needs the top-level zookeeper ensemble",
+                ));
+            }
+        }
         match self.backend {
             BackendKind::Embedded => self.embedded.validate(),
             BackendKind::Scylla => self
@@ -269,6 +292,21 @@ mod tests {
         c.limits.chunk_cells = 0;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("storage.limits.chunk_cells"), "{e}");
+
+        let mut c = Config {
+            serverset: "/aerie/storage".into(),
+            ..Config::default()
+        };
+        let e = c.validate().unwrap_err().to_string();
+        assert!(
+            e.contains("storage.serverset") && e.contains("zookeeper"),
+            "{e}"
+        );
+        c.common.zookeeper = vec!["127.0.0.1:2181".into()];
+        c.validate().unwrap();
+        c.serverset = "aerie/storage/".into();
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("storage.serverset"), "{e}");
 
         let mut c = Config {
             backend: BackendKind::Scylla,

@@ -159,6 +159,20 @@ impl Server {
                 .max_decoding_message_size(config.server.max_request_bytes)
                 .max_encoding_message_size(usize::MAX),
         );
+        if !config.serverset.is_empty() {
+            let s = stats.scope("storage").scope("serverset");
+            tokio::spawn(serverset::announce(
+                config.common.zookeeper.join(","),
+                config.serverset.clone(),
+                member(&config, &bound),
+                ANNOUNCE_RETRY,
+                serverset::AnnounceStats {
+                    announced: s.counter("announced"),
+                    errors: s.counter("errors"),
+                },
+                shutdown.child_token(),
+            ));
+        }
         let maintenance = tokio::spawn(maintain(
             backend,
             config.embedded.maintenance_interval,
@@ -170,6 +184,39 @@ impl Server {
         served?;
         Ok(())
     }
+}
+
+/// Wait before announcing again after a failed or lost ZooKeeper session.
+const ANNOUNCE_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// This storage-frontend as a server-set member: gRPC as the service endpoint
+/// and as `grpc`, the HTTP admin port as `http`.
+fn member(config: &Config, bound: &Bound) -> serverset::Member {
+    let host = if !config.announce_host.is_empty() {
+        config.announce_host.clone()
+    } else {
+        match config.common.listen_host.parse::<std::net::IpAddr>() {
+            Ok(ip) if ip.is_unspecified() => std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .map(|h| h.trim().to_string())
+                .ok()
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "localhost".into()),
+            _ => config.common.listen_host.clone(),
+        }
+    };
+    let at = |port: u16| serverset::Endpoint {
+        host: host.clone(),
+        port,
+    };
+    let grpc = at(bound.grpc_addr().port());
+    serverset::Member::alive(
+        grpc.clone(),
+        [
+            ("grpc".to_string(), grpc),
+            ("http".to_string(), at(bound.http_addr().port())),
+        ]
+        .into(),
+    )
 }
 
 /// Seals, compacts and applies retention every `every` until shutdown.

@@ -11,11 +11,14 @@
 //!
 //! The collector reads scrape targets and its storage-frontends from server sets,
 //! the query-federator the storage-frontends of a zone; both share this crate.
+//! A storage-frontend announces itself in its set ([`announce`]): an ephemeral
+//! sequential `member_` znode that lives as long as its ZooKeeper session, made
+//! again after a lost session and deleted on shutdown.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use stats::Counter;
 use tokio_util::sync::CancellationToken;
 
@@ -29,7 +32,7 @@ pub enum MemberError {
 }
 
 /// One endpoint of a member.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Endpoint {
     /// Host name or IP address.
     pub host: String,
@@ -49,7 +52,7 @@ impl Endpoint {
 }
 
 /// A member znode's content.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Member {
     /// The main endpoint.
@@ -74,6 +77,155 @@ impl Member {
     /// Whether the member is in service.
     pub fn is_alive(&self) -> bool {
         self.status == "ALIVE"
+    }
+
+    /// A member in service at `service`, with `additional` named endpoints.
+    pub fn alive(service: Endpoint, additional: BTreeMap<String, Endpoint>) -> Member {
+        Member {
+            service_endpoint: service,
+            additional_endpoints: additional,
+            status: "ALIVE".into(),
+        }
+    }
+}
+
+/// Creates `path` and its parents as persistent znodes where missing.
+pub async fn ensure_path(
+    client: &zookeeper_client::Client,
+    path: &str,
+) -> Result<(), zookeeper_client::Error> {
+    let opts =
+        zookeeper_client::CreateMode::Persistent.with_acls(zookeeper_client::Acls::anyone_all());
+    let mut at = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        at.push('/');
+        at.push_str(part);
+        match client.create(&at, &[], &opts).await {
+            Ok(_) | Err(zookeeper_client::Error::NodeExists) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Counters of [`announce`].
+#[derive(Debug, Clone)]
+pub struct AnnounceStats {
+    /// Member znodes created (one per ZooKeeper session).
+    pub announced: Counter,
+    /// Sessions that failed or were lost.
+    pub errors: Counter,
+}
+
+/// Announces `member` in the server set at `path` (created where missing) as an
+/// ephemeral sequential znode `member_…` until `shutdown`, then deletes it. A
+/// failed or lost session is counted and retried after `retry`; the member is
+/// in the set only while a session holds it.
+pub async fn announce(
+    connect: String,
+    path: String,
+    member: Member,
+    retry: Duration,
+    stats: AnnounceStats,
+    shutdown: CancellationToken,
+) {
+    let data = serde_json::to_vec(&member).expect("a member is plain JSON");
+    let mut sessions = Sessions {
+        connect: &connect,
+        path: &path,
+        retry,
+        errors: &stats.errors,
+        lost: "not announced in the server set; retrying",
+        shutdown: &shutdown,
+        started: false,
+    };
+    let mut ended = Ok(());
+    while let Some(client) = sessions.next(ended).await {
+        ended = async {
+            ensure_path(&client, &path).await?;
+            let opts = zookeeper_client::CreateMode::EphemeralSequential
+                .with_acls(zookeeper_client::Acls::anyone_all());
+            let (_, seq) = client
+                .create(&format!("{path}/member_"), &data, &opts)
+                .await?;
+            let node = format!("{path}/member_{seq}");
+            stats.announced.incr();
+            tracing::info!(%node, "announced in the server set");
+            let mut state = client.state_watcher();
+            loop {
+                tokio::select! {
+                    s = state.changed() => match s {
+                        zookeeper_client::SessionState::Expired
+                        | zookeeper_client::SessionState::AuthFailed
+                        | zookeeper_client::SessionState::Closed => {
+                            return Err(zookeeper_client::Error::SessionExpired);
+                        }
+                        _ => {}
+                    },
+                    _ = shutdown.cancelled() => {
+                        // Out of the set before draining; the session's end would
+                        // remove it too, later.
+                        match client.delete(&node, None).await {
+                            Ok(()) | Err(zookeeper_client::Error::NoNode) => {}
+                            Err(e) => {
+                                let left = "could not leave the server set; it goes with the session";
+                                tracing::warn!(%node, error = %e, "{left}");
+                            }
+                        }
+                        return Ok(());
+                    }
+                }
+            }
+        }
+        .await;
+    }
+}
+
+/// ZooKeeper sessions of a long-running task, one after another until shutdown:
+/// a failed or lost session is counted in `errors`, logged as `lost`, and
+/// followed by a new one after `retry`.
+struct Sessions<'a> {
+    connect: &'a str,
+    path: &'a str,
+    retry: Duration,
+    errors: &'a Counter,
+    lost: &'static str,
+    shutdown: &'a CancellationToken,
+    started: bool,
+}
+
+impl Sessions<'_> {
+    /// A client on a new session, given how the last one `ended`; `None` once
+    /// shut down.
+    async fn next(
+        &mut self,
+        mut ended: Result<(), zookeeper_client::Error>,
+    ) -> Option<zookeeper_client::Client> {
+        loop {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            if self.started {
+                if let Err(e) = &ended {
+                    self.errors.incr();
+                    let (connect, path, lost) = (self.connect, self.path, self.lost);
+                    tracing::warn!(zookeeper = %connect, path, error = %e, "{lost}");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(self.retry) => {}
+                    _ = self.shutdown.cancelled() => return None,
+                }
+            }
+            self.started = true;
+            let client = zookeeper_client::Client::connector()
+                .with_session_timeout(Duration::from_secs(6))
+                .connect(self.connect)
+                .await;
+            match client {
+                Ok(client) => return Some(client),
+                Err(e) => ended = Err(e),
+            }
+        }
     }
 }
 
@@ -104,12 +256,18 @@ pub async fn watch_grpc_urls(
     errors: Counter,
     shutdown: CancellationToken,
 ) {
-    loop {
-        let result: Result<(), zookeeper_client::Error> = async {
-            let client = zookeeper_client::Client::connector()
-                .with_session_timeout(Duration::from_secs(6))
-                .connect(&connect)
-                .await?;
+    let mut sessions = Sessions {
+        connect: &connect,
+        path: &path,
+        retry,
+        errors: &errors,
+        lost: "storage server set lost; keeping the last known storage-frontends",
+        shutdown: &shutdown,
+        started: false,
+    };
+    let mut ended = Ok(());
+    while let Some(client) = sessions.next(ended).await {
+        ended = async {
             loop {
                 match client.list_and_watch_children(&path).await {
                     Ok((children, watcher)) => {
@@ -148,17 +306,6 @@ pub async fn watch_grpc_urls(
             }
         }
         .await;
-        if shutdown.is_cancelled() {
-            return;
-        }
-        if let Err(e) = result {
-            errors.incr();
-            tracing::warn!(zookeeper = %connect, path, error = %e, "storage server set lost; keeping the last known storage-frontends");
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(retry) => {}
-            _ = shutdown.cancelled() => return,
-        }
     }
 }
 
@@ -181,6 +328,25 @@ mod tests {
         let v6 = br#"{"serviceEndpoint":{"host":"::1","port":7421},"status":"ALIVE"}"#;
         assert_eq!(
             member_grpc_url("/s/m", v6).unwrap().as_deref(),
+            Some("http://[::1]:7421")
+        );
+        let announced = Member::alive(
+            Endpoint {
+                host: "::1".into(),
+                port: 7421,
+            },
+            BTreeMap::from([(
+                "http".to_string(),
+                Endpoint {
+                    host: "::1".into(),
+                    port: 7420,
+                },
+            )]),
+        );
+        let json = serde_json::to_vec(&announced).unwrap();
+        assert_eq!(Member::parse("/s/m", &json).unwrap(), announced);
+        assert_eq!(
+            member_grpc_url("/s/m", &json).unwrap().as_deref(),
             Some("http://[::1]:7421")
         );
         let dead = br#"{"serviceEndpoint":{"host":"h","port":7421},"status":"DEAD"}"#;
