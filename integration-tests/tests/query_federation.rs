@@ -482,7 +482,7 @@ fn week(end: i64) -> Vec<pb::Series> {
     out
 }
 
-const QUERIES: [&str; 15] = [
+const QUERIES: [&str; 17] = [
     "ts(web, *, http/requests)",
     "sum(rate(ts(web, *, http/requests)))",
     "increase(ts(web, *, *)) > 3",
@@ -498,6 +498,8 @@ const QUERIES: [&str; 15] = [
     "downsample(ts(db, d1, q/latency), max)",
     "timeshift(sum(ts(web, *, *)), 1h)",
     "topk(ts(web, *, http/requests), 2)",
+    "sum(moving(ts(web, *, http/requests), 15m, avg))",
+    "max(moving(ts(db, *, *), 7m, max)) by (source)",
 ];
 
 const STEPS: [i64; 6] = [MIN, 2 * MIN, 5 * MIN, 10 * MIN, 30 * MIN, HOUR];
@@ -519,32 +521,37 @@ async fn spans_are_cached_identical_without_cache_and_survive_memcached_dying() 
     })
     .await;
     // A zone that holds only part of time (a tier, here ten years) keeps rate,
-    // increase and derivative in the evaluator, over per-series cells: the reference
-    // for those computed in storage.
+    // increase, derivative and moving windows in the evaluator, over per-series
+    // cells: the reference for those computed in storage.
     let mut tier = zone("local", &[&st]);
     tier.max_age = Duration::from_secs(3650 * 86_400);
     let evaluated = federator(vec![tier], vec![], |c| {
         c.cache.local_bytes = 0;
     })
     .await;
+    let explained = [
+        (
+            "sum(rate(ts(web, *, http/requests)))",
+            "over_time=rate combine=sum",
+        ),
+        (QUERIES[15], "over_time=moving(15m,avg) combine=sum"),
+    ];
     for (fed, pushed) in [(&plain, true), (&evaluated, false)] {
-        let (s, v) = get(
-            &format!("{}/api/v1/explain", fed.http),
-            &[
-                ("query", "sum(rate(ts(web, *, http/requests)))".into()),
-                ("start", ((end - DAY) / 1000).to_string()),
-                ("end", (end / 1000).to_string()),
-                ("step", "60".into()),
-            ],
-        )
-        .await;
-        assert_eq!(s, 200, "{v}");
-        let text = v["data"]["text"].as_str().unwrap();
-        assert_eq!(
-            text.contains("over_time=rate combine=sum"),
-            pushed,
-            "{text}"
-        );
+        for (q, fragment) in explained {
+            let (s, v) = get(
+                &format!("{}/api/v1/explain", fed.http),
+                &[
+                    ("query", q.into()),
+                    ("start", ((end - DAY) / 1000).to_string()),
+                    ("end", (end / 1000).to_string()),
+                    ("step", "60".into()),
+                ],
+            )
+            .await;
+            assert_eq!(s, 200, "{v}");
+            let text = v["data"]["text"].as_str().unwrap();
+            assert_eq!(text.contains(fragment), pushed, "{text}");
+        }
     }
 
     // A 7-day query twice: the second is served from cached spans.

@@ -18,7 +18,7 @@ use std::time::Duration;
 use futures::future::join_all;
 use proto::collector::{ListRolesRequest, collector_client::CollectorClient};
 use query_lang::ast::CmpOp;
-use query_lang::ops::Delta;
+use query_lang::ops::OverTime;
 use query_lang::{
     AggOp, DataSource, Evaluator, FragmentRequest, KeyPart, Node, Pattern, PlanOptions, Query,
     Range, RawSeries, Selector, Series, SourceError, StepAgg, Value, ops,
@@ -947,7 +947,7 @@ fn prefetch_key(
     selector: &Selector,
     range: Range,
     per_step: StepAgg,
-    over_time: Option<Delta>,
+    over_time: Option<OverTime>,
     filter: Option<(CmpOp, f64)>,
     aggregate: Option<&(AggOp, Vec<KeyPart>)>,
 ) -> String {

@@ -11,7 +11,8 @@ use parking_lot::RwLock;
 use futures::future::join_all;
 use proto::common as pb;
 use proto::storage::{self as api, storage_client::StorageClient};
-use query_lang::ops::Delta;
+use query_lang::WindowAgg;
+use query_lang::ops::{Delta, OverTime};
 use query_lang::{AggOp, KeyPart, Matcher, Selector, SeriesKey, StepAgg};
 use tokio::time::Instant;
 use tonic::transport::{Channel, Endpoint};
@@ -158,9 +159,9 @@ pub struct StorageFragment {
     pub selector: Selector,
     /// Per-series value of a step.
     pub per_step: StepAgg,
-    /// Function between each series' step value and the one a step earlier, which
-    /// storage reads from before the range.
-    pub over_time: Option<Delta>,
+    /// Function of each series' step values (a delta, a moving window), which
+    /// storage reads from before the range as far as it needs.
+    pub over_time: Option<OverTime>,
     /// Aggregation across series done in storage.
     pub combine: Option<(AggOp, Vec<KeyPart>)>,
 }
@@ -170,7 +171,7 @@ impl StorageFragment {
     pub fn describe(&self) -> String {
         let mut s = format!("{} step={}", self.selector, self.per_step.name());
         if let Some(d) = self.over_time {
-            s.push_str(&format!(" over_time={}", d.name()));
+            s.push_str(&format!(" over_time={}", d.describe()));
         }
         if let Some((op, by)) = &self.combine {
             s.push_str(&format!(" combine={}", op.describe()));
@@ -182,8 +183,8 @@ impl StorageFragment {
         s
     }
 
-    /// How far before a step value's own step storage reads (ms): one step more for
-    /// an over-time function.
+    /// How far before a step value's own step storage reads (ms): what an
+    /// over-time function needs.
     pub fn lookback(&self, step: i64) -> i64 {
         self.over_time.map_or(0, |d| d.lookback(step))
     }
@@ -234,11 +235,26 @@ fn aggregator(a: StepAgg) -> pb::Aggregator {
     }
 }
 
-fn over_time(d: Delta) -> api::OverTimeFunction {
-    match d {
-        Delta::Rate => api::OverTimeFunction::Rate,
-        Delta::Increase => api::OverTimeFunction::Increase,
-        Delta::Derivative => api::OverTimeFunction::Derivative,
+fn over_time(f: OverTime) -> api::OverTime {
+    use api::OverTimeFunction as F;
+    let (function, window_ms) = match f {
+        OverTime::Delta(Delta::Rate) => (F::Rate, 0),
+        OverTime::Delta(Delta::Increase) => (F::Increase, 0),
+        OverTime::Delta(Delta::Derivative) => (F::Derivative, 0),
+        OverTime::Moving { window, agg } => {
+            let function = match agg {
+                WindowAgg::Sum => F::MovingSum,
+                WindowAgg::Avg => F::MovingAvg,
+                WindowAgg::Min => F::MovingMin,
+                WindowAgg::Max => F::MovingMax,
+                WindowAgg::Count => F::MovingCount,
+            };
+            (function, window)
+        }
+    };
+    api::OverTime {
+        function: function as i32,
+        window_ms,
     }
 }
 
@@ -536,10 +552,7 @@ impl Zone {
             }),
             step_ms: step,
             step_aggregator: aggregator(f.per_step) as i32,
-            over_time: f.over_time.map(|d| api::OverTime {
-                function: over_time(d) as i32,
-                window_ms: 0,
-            }),
+            over_time: f.over_time.map(over_time),
             cross_series: f.combine.as_ref().map(|(op, by)| api::CrossSeries {
                 aggregator: cross_aggregator(*op) as i32,
                 group_by: by.iter().map(|p| key_part(*p) as i32).collect(),

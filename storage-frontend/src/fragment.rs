@@ -26,8 +26,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use query_lang::ops::{self, Delta};
-use query_lang::{Range, WindowAgg};
+use query_lang::Range;
+use query_lang::ops;
 use tokio::time::Instant;
 use tsdb::{Fragment, FragmentResult, KeyPart, Partial, Selector, SeriesKey, StepAgg};
 
@@ -37,53 +37,33 @@ use crate::error::RequestError;
 /// A function of time applied to each series' step values.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum OverTime {
-    /// Rate, increase or derivative between consecutive steps.
-    Delta(Delta),
+    /// A function of each series' step values alone (rate, increase, derivative,
+    /// a moving window): the query language's own.
+    PerSeries(ops::OverTime),
     /// Running sum of value x step seconds from the range start.
     Integral,
-    /// An aggregate of the step values in the trailing window of `window_ms`.
-    Moving {
-        /// Window width, a positive multiple of the step.
-        window_ms: i64,
-        /// How the window's values combine.
-        agg: WindowAgg,
-    },
 }
 
-/// A function of time a backend may run per series as it reads (see
-/// [`Backend::aggregate_each`]): the stateless ones, on the grid of one slice.
+impl OverTime {
+    /// How much data before the first step the function needs (whole steps).
+    fn lookback(self, step: i64) -> i64 {
+        match self {
+            OverTime::PerSeries(f) => f.lookback(step),
+            OverTime::Integral => 0,
+        }
+    }
+}
+
+/// A per-series function a backend may run as it reads (see
+/// [`Backend::aggregate_each`]), on the grid of one slice.
 struct SliceFn {
-    f: OverTime,
+    f: ops::OverTime,
     slice: Range,
 }
 
 impl tsdb::SeriesFn for SliceFn {
     fn apply(&self, points: &[(i64, f64)], out: &mut Vec<(i64, f64)>) {
-        match self.f {
-            OverTime::Delta(d) => ops::delta_points(points, d, self.slice, out),
-            OverTime::Moving { window_ms, agg } => {
-                ops::moving_points(points, window_ms, agg, self.slice, out)
-            }
-            // Never fused: a running sum carries across slices.
-            OverTime::Integral => {}
-        }
-    }
-}
-
-impl OverTime {
-    /// Whether a slice's values need nothing from earlier slices but the
-    /// lookback (so a backend may run it per series, slice by slice).
-    fn stateless(self) -> bool {
-        !matches!(self, OverTime::Integral)
-    }
-
-    /// How much data before the first step the function needs.
-    fn lookback(self, step: i64) -> i64 {
-        match self {
-            OverTime::Delta(d) => d.lookback(step),
-            OverTime::Integral => 0,
-            OverTime::Moving { window_ms, .. } => window_ms - step,
-        }
+        self.f.apply_points(points, self.slice, out)
     }
 }
 
@@ -155,15 +135,12 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
             "at least one is required",
         ));
     }
-    if let Some(OverTime::Moving { window_ms, .. }) = spec.over_time
-        && (window_ms <= 0 || window_ms % spec.step != 0)
+    if let Some(OverTime::PerSeries(ops::OverTime::Moving { window, .. })) = spec.over_time
+        && window <= 0
     {
         return Err(RequestError::invalid(
             "over_time.window_ms",
-            format!(
-                "must be a positive multiple of step_ms {}, got {window_ms}",
-                spec.step
-            ),
+            format!("must be positive, got {window}"),
         ));
     }
     let range = Range::new(spec.start, spec.end, spec.step);
@@ -229,7 +206,11 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
 
     let folded = spec.selectors.len() == 1 && spec.over_time.is_none();
     // Until the backend says it cannot run the function per series.
-    let mut fused = spec.selectors.len() == 1 && spec.over_time.is_some_and(OverTime::stateless);
+    let per_series_fn = match spec.over_time {
+        Some(OverTime::PerSeries(f)) if spec.selectors.len() == 1 => Some(f),
+        _ => None,
+    };
+    let mut fused = per_series_fn.is_some();
 
     let mut answer = Answer {
         series,
@@ -265,9 +246,9 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
         };
         let result = if folded {
             Some(backend.aggregate(grouped(s)))
-        } else if fused {
+        } else if let Some(f) = per_series_fn.filter(|_| fused) {
             let each = Arc::new(SliceFn {
-                f: spec.over_time.expect("fused only with a function"),
+                f,
                 slice: Range::new(s, e, spec.step),
             });
             match backend.aggregate_each(grouped(s - pre), each) {
@@ -295,10 +276,7 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
             let slice = Range::new(s, e, spec.step);
             let values = match f {
                 None => ops::trim(per_series, slice),
-                Some(OverTime::Delta(d)) => ops::delta(&per_series, d, slice),
-                Some(OverTime::Moving { window_ms, agg }) => {
-                    ops::moving(&per_series, window_ms, agg, slice)
-                }
+                Some(OverTime::PerSeries(f)) => f.apply(&per_series, slice),
                 Some(OverTime::Integral) => {
                     let mut v = ops::integral(&per_series, slice);
                     for series in &mut v {

@@ -429,7 +429,7 @@ impl StorageService {
 fn over_time(o: &api::OverTime) -> Result<Option<OverTime>, RequestError> {
     use api::OverTimeFunction as F;
     use query_lang::WindowAgg as W;
-    use query_lang::ops::Delta;
+    use query_lang::ops::{self, Delta};
     let f = F::try_from(o.function).map_err(|_| {
         RequestError::invalid(
             "over_time.function",
@@ -437,21 +437,23 @@ fn over_time(o: &api::OverTime) -> Result<Option<OverTime>, RequestError> {
         )
     })?;
     let moving = |agg| {
-        Some(OverTime::Moving {
-            window_ms: o.window_ms,
+        Some(OverTime::PerSeries(ops::OverTime::Moving {
+            window: o.window_ms,
             agg,
-        })
+        }))
     };
+    let delta = |d| Some(OverTime::PerSeries(ops::OverTime::Delta(d)));
     Ok(match f {
         F::Unspecified => None,
-        F::Rate => Some(OverTime::Delta(Delta::Rate)),
-        F::Increase => Some(OverTime::Delta(Delta::Increase)),
-        F::Derivative => Some(OverTime::Delta(Delta::Derivative)),
+        F::Rate => delta(Delta::Rate),
+        F::Increase => delta(Delta::Increase),
+        F::Derivative => delta(Delta::Derivative),
         F::Integral => Some(OverTime::Integral),
         F::MovingAvg => moving(W::Avg),
         F::MovingSum => moving(W::Sum),
         F::MovingMin => moving(W::Min),
         F::MovingMax => moving(W::Max),
+        F::MovingCount => moving(W::Count),
     })
 }
 

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use proptest::prelude::*;
-use query_lang::ops::Delta;
+use query_lang::ops::{self, Delta};
 use storage_frontend::EmbeddedBackend;
 use storage_frontend::backend::{Backend, Batch};
 use storage_frontend::fragment::{self, FragmentSpec, OverTime};
@@ -100,7 +100,7 @@ fn spec(start: i64) -> FragmentSpec {
         end: start + STEPS * MIN,
         step: MIN,
         per_step: StepAgg::Last,
-        over_time: Some(OverTime::Delta(Delta::Rate)),
+        over_time: Some(OverTime::PerSeries(ops::OverTime::Delta(Delta::Rate))),
         combine: Some(vec![KeyPart::Service]),
         max_series: u64::MAX,
         max_samples: u64::MAX,

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use query_lang::WindowAgg;
-use query_lang::ops::Delta;
+use query_lang::ops::{self, Delta};
 use storage_frontend::EmbeddedBackend;
 use storage_frontend::backend::{Backend, BackendFuture, Batch};
 use storage_frontend::fragment::{self, Answer, FragmentSpec, OverTime};
@@ -110,9 +110,9 @@ fn data(seed: u64) -> Vec<(SeriesKey, Vec<Sample>)> {
 }
 
 fn functions() -> Vec<OverTime> {
-    let mut f: Vec<OverTime> = [Delta::Rate, Delta::Increase, Delta::Derivative]
+    let mut f: Vec<ops::OverTime> = [Delta::Rate, Delta::Increase, Delta::Derivative]
         .into_iter()
-        .map(OverTime::Delta)
+        .map(ops::OverTime::Delta)
         .collect();
     for agg in [
         WindowAgg::Sum,
@@ -121,14 +121,12 @@ fn functions() -> Vec<OverTime> {
         WindowAgg::Max,
         WindowAgg::Count,
     ] {
-        for steps in [1, 3] {
-            f.push(OverTime::Moving {
-                window_ms: steps * 5 * MIN,
-                agg,
-            });
+        // Whole steps at both step widths, and 7 minutes: not a multiple of 5.
+        for window in [5 * MIN, 15 * MIN, 7 * MIN] {
+            f.push(ops::OverTime::Moving { window, agg });
         }
     }
-    f
+    f.into_iter().map(OverTime::PerSeries).collect()
 }
 
 /// Equal groups and cells; sums of several series within rounding (the engine
@@ -222,5 +220,5 @@ async fn per_series_functions_in_the_engine_answer_as_series_read_one_by_one() {
             }
         }
     }
-    assert_eq!(checked, 13 * 3 * 3 * 2);
+    assert_eq!(checked, 18 * 3 * 3 * 2);
 }

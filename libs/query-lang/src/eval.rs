@@ -15,7 +15,7 @@ use thiserror::Error;
 
 use crate::ast::{CmpOp, KeyPart, Pattern};
 use crate::functions::{AggOp, StepAgg};
-use crate::ops::{self, Delta};
+use crate::ops::{self, OverTime};
 use crate::plan::{Fragment, Node, NodeId, Plan, PlanError, shifted};
 use crate::series::{Matcher, Range, RawSeries, Selector, Series, Value};
 
@@ -69,9 +69,9 @@ pub struct FragmentRequest {
     pub range: Range,
     /// How raw samples inside a step become one point.
     pub per_step: StepAgg,
-    /// A function of each series' point and the one a step earlier (read from
-    /// before the grid).
-    pub over_time: Option<Delta>,
+    /// A function of each series' step values (read from before the grid as far
+    /// as it needs).
+    pub over_time: Option<OverTime>,
     /// Keep per-series points where `value op constant` holds.
     pub filter: Option<(CmpOp, f64)>,
     /// Aggregate across series by these parts (result keys keep only them).
@@ -128,8 +128,8 @@ pub fn run_fragment<S: DataSource + ?Sized>(
             key: s.key,
         })
         .collect();
-    if let Some(d) = req.over_time {
-        set = ops::delta(&set, d, r);
+    if let Some(f) = req.over_time {
+        set = f.apply(&set, r);
     }
     if let Some((op, c)) = req.filter {
         set = ops::cmp_scalar(op, &set, c, false);

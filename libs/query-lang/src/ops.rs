@@ -339,6 +339,67 @@ impl Delta {
     }
 }
 
+/// How far before a point a moving window of `window` ms reads (ms): the
+/// earliest step inside `(t - window, t]`.
+pub fn moving_lookback(window: i64, step: i64) -> i64 {
+    (window - 1).max(0) / step * step
+}
+
+/// A function of each series' step values alone, which storage can compute
+/// per series before aggregating: a [`Delta`] or a moving window.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum OverTime {
+    /// `rate`, `increase` or `derivative`.
+    Delta(Delta),
+    /// `moving(x, window, agg)`.
+    Moving {
+        /// Width of the trailing window (ms, > 0).
+        window: i64,
+        /// How the window's values combine.
+        agg: WindowAgg,
+    },
+}
+
+impl OverTime {
+    /// Its text in plans and cache keys: `rate`, `moving(1h,avg)`.
+    pub fn describe(self) -> String {
+        match self {
+            OverTime::Delta(d) => d.name().to_string(),
+            OverTime::Moving { window, agg } => {
+                format!(
+                    "moving({},{})",
+                    crate::printer::duration(window),
+                    agg.name()
+                )
+            }
+        }
+    }
+
+    /// How far before a point the function reads (ms), a whole number of steps.
+    pub fn lookback(self, step: i64) -> i64 {
+        match self {
+            OverTime::Delta(d) => d.lookback(step),
+            OverTime::Moving { window, .. } => moving_lookback(window, step),
+        }
+    }
+
+    /// The function over every series, at the points of `out`.
+    pub fn apply(self, input: &[Series], out: Range) -> Vec<Series> {
+        match self {
+            OverTime::Delta(d) => delta(input, d, out),
+            OverTime::Moving { window, agg } => moving(input, window, agg, out),
+        }
+    }
+
+    /// The function over one series' points, at the points of `out`, appended to `into`.
+    pub fn apply_points(self, points: &[(i64, f64)], out: Range, into: &mut Vec<(i64, f64)>) {
+        match self {
+            OverTime::Delta(d) => delta_points(points, d, out, into),
+            OverTime::Moving { window, agg } => moving_points(points, window, agg, out, into),
+        }
+    }
+}
+
 /// Applies a [`Delta`] function; output points are those of `out` whose
 /// previous step (`t - step`) also has a point.
 pub fn delta(input: &[Series], f: Delta, out: Range) -> Vec<Series> {

@@ -21,7 +21,7 @@ use thiserror::Error;
 use crate::ast::{ArithOp, CmpOp, Expr, ExprKind, KeyPart, Pattern};
 use crate::check::const_value;
 use crate::functions::{AggOp, Func, StepAgg, WindowAgg};
-use crate::ops::Delta;
+use crate::ops::{self, Delta, OverTime};
 use crate::printer;
 use crate::series::Range;
 
@@ -42,9 +42,9 @@ pub struct Fragment {
     /// Shift into the past (ms): the fragment reads `[start - offset,
     /// end - offset)` and its points are shown `offset` later.
     pub offset: i64,
-    /// A function between each series' point and the one a step earlier (which
-    /// the fragment reads from before its range).
-    pub over_time: Option<Delta>,
+    /// A function of each series' step values (a delta, or a moving window), which
+    /// the fragment reads from before its range (`OverTime::lookback`).
+    pub over_time: Option<OverTime>,
     /// Keep only per-series points where `value op constant` holds
     /// (after the over-time function, before any aggregation).
     pub filter: Option<(CmpOp, f64)>,
@@ -80,7 +80,7 @@ impl Fragment {
             let _ = write!(s, " offset={}", printer::duration(self.offset));
         }
         if let Some(d) = self.over_time {
-            let _ = write!(s, " over_time={}", d.name());
+            let _ = write!(s, " over_time={}", d.describe());
         }
         if let Some((op, c)) = self.filter {
             let _ = write!(s, " filter={}{}", op.symbol(), printer::number(c));
@@ -213,7 +213,7 @@ impl Node {
         };
         match self {
             Node::Delta { func, .. } => back(func.lookback(out.step)),
-            Node::Moving { window, .. } => back((window - 1).max(0) / out.step * out.step),
+            Node::Moving { window, .. } => back(ops::moving_lookback(*window, out.step)),
             Node::Shift { offset, .. } => shifted(out, *offset),
             _ => Ok(out),
         }
@@ -245,9 +245,9 @@ pub struct PlanOptions {
     /// Fuse timeshift, filters and mergeable aggregations into fragments.
     /// Without it fragments only select (with their per-step aggregator).
     pub pushdown: bool,
-    /// With `pushdown`, fuse `rate`, `increase` and `derivative` too. A fragment
-    /// then reads a step before its range: off where the data is split by time
-    /// (storage tiers), since that step may lie in another part.
+    /// With `pushdown`, fuse `rate`, `increase`, `derivative` and `moving` too. A
+    /// fragment then reads before its range: off where the data is split by time
+    /// (storage tiers), since what it reads may lie in another part.
     pub over_time: bool,
 }
 
@@ -371,6 +371,24 @@ fn name_arg(e: &Expr) -> Result<&str, PlanError> {
     }
 }
 
+/// `f` fused into `input` when it is a fragment that only selects (and the
+/// options allow it); otherwise `node` (the same function) over `input`.
+fn over_time(input: T, f: OverTime, node: Node, opts: PlanOptions) -> T {
+    match input {
+        T::Frag(mut frag)
+            if opts.pushdown
+                && opts.over_time
+                && frag.over_time.is_none()
+                && frag.filter.is_none()
+                && frag.aggregate.is_none() =>
+        {
+            frag.over_time = Some(f);
+            T::Frag(frag)
+        }
+        input => one(node, input),
+    }
+}
+
 fn one(n: Node, input: T) -> T {
     T::One(n, Box::new(input))
 }
@@ -438,33 +456,26 @@ fn lower(e: &Expr, opts: PlanOptions) -> Result<T, PlanError> {
                         Func::Increase => Delta::Increase,
                         _ => Delta::Derivative,
                     };
-                    match lower(arg(0)?, opts)? {
-                        T::Frag(mut f)
-                            if opts.pushdown
-                                && opts.over_time
-                                && f.over_time.is_none()
-                                && f.filter.is_none()
-                                && f.aggregate.is_none() =>
-                        {
-                            f.over_time = Some(d);
-                            Ok(T::Frag(f))
-                        }
-                        input => Ok(one(Node::Delta { func: d, input: 0 }, input)),
-                    }
+                    let node = Node::Delta { func: d, input: 0 };
+                    Ok(over_time(
+                        lower(arg(0)?, opts)?,
+                        OverTime::Delta(d),
+                        node,
+                        opts,
+                    ))
                 }
                 Func::Integral => Ok(one(Node::Integral { input: 0 }, lower(arg(0)?, opts)?)),
                 Func::Moving => {
                     let window = duration_arg(arg(1)?)?;
                     let agg =
                         WindowAgg::from_name(name_arg(arg(2)?)?).ok_or_else(|| unchecked(e))?;
-                    Ok(one(
-                        Node::Moving {
-                            window,
-                            agg,
-                            input: 0,
-                        },
-                        lower(arg(0)?, opts)?,
-                    ))
+                    let node = Node::Moving {
+                        window,
+                        agg,
+                        input: 0,
+                    };
+                    let f = OverTime::Moving { window, agg };
+                    Ok(over_time(lower(arg(0)?, opts)?, f, node, opts))
                 }
                 Func::Downsample => {
                     let per_step =

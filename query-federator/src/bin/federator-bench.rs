@@ -5,7 +5,8 @@
 //!
 //! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
 //! and `--days` reuses it instead of loading again; `--cases` picks what runs
-//! (`single,local,sum5,sum1,rate5,rate1`; `local` is the default cache setting alone).
+//! (`single,local,sum5,sum1,rate5,rate1,moving5`; `local` is the default cache setting
+//! alone).
 //!
 //! ```text
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
@@ -16,7 +17,8 @@
 //!   tier in front of memcached (the default);
 //! - `sum` over every series for the whole range at a 5-minute step: cold (a fresh
 //!   federator process, memcached flushed) and warm (spans cached); at a 1-minute
-//!   step: cold; `sum(rate(...))` at a 5-minute and a 1-minute step: cold.
+//!   step: cold; `sum(rate(...))` at a 5-minute and a 1-minute step, and
+//!   `sum(moving(..., 1h, avg))` at a 5-minute step: cold.
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::TcpStream;
@@ -103,7 +105,7 @@ fn args() -> anyhow::Result<Args> {
         days: 7,
         single_runs: 500,
         data: None,
-        cases: ["single", "sum5", "sum1", "rate5", "rate1"]
+        cases: ["single", "sum5", "sum1", "rate5", "rate1", "moving5"]
             .map(String::from)
             .to_vec(),
     };
@@ -117,7 +119,7 @@ fn args() -> anyhow::Result<Args> {
             "--data" => a.data = Some(v.into()),
             "--cases" => a.cases = v.split(',').map(str::to_owned).collect(),
             _ => bail!(
-                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5,rate1"
+                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5,rate1,moving5"
             ),
         }
     }
@@ -567,10 +569,12 @@ async fn queries(a: &Args, bin: &Path, grpc: &str, mc_port: u16, end: i64) -> an
     // At 1m every raw sample is read; rate is computed in storage per series,
     // and the sum with it.
     let rate = "sum(rate(ts(bench, *, m)))";
+    let moving = "sum(moving(ts(bench, *, m), 1h, avg))";
     for (case, label, q, step) in [
         ("sum1", "sum", ALL, MIN),
         ("rate5", "sum(rate)", rate, 5 * MIN),
         ("rate1", "sum(rate)", rate, MIN),
+        ("moving5", "sum(moving 1h avg)", moving, 5 * MIN),
     ] {
         if c.wants(case) {
             cold_case(&c, label, q, step).await?;
