@@ -94,7 +94,8 @@ pub struct FragmentSpec {
     /// When the work must stop.
     pub deadline: Option<Instant>,
     /// Series x steps one slice reads; `None`: 50 M where the backend combines
-    /// series itself, 4 M where it hands back every series.
+    /// series into groups itself, 4 M where every series comes back (one by
+    /// one, or each its own group after a function of time).
     pub slice_cells: Option<u64>,
 }
 
@@ -220,11 +221,15 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
     let mut carry: BTreeMap<SeriesKey, f64> = BTreeMap::new();
     let mut done = 0i64;
     while done < steps {
-        let budget = spec.slice_cells.unwrap_or(if folded || fused {
-            FOLDED_SLICE_CELLS
-        } else {
-            PER_SERIES_SLICE_CELLS
-        });
+        // A function run per series with every series its own group holds as
+        // many cells as reading them one by one: the same budget.
+        let budget = spec
+            .slice_cells
+            .unwrap_or(if folded || (fused && spec.combine.is_some()) {
+                FOLDED_SLICE_CELLS
+            } else {
+                PER_SERIES_SLICE_CELLS
+            });
         let slice_steps = (budget / series).clamp(1, steps as u64) as i64;
         let s = spec.start + done * spec.step;
         let e = (s + slice_steps * spec.step).min(spec.end);
