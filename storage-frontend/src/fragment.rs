@@ -206,11 +206,11 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
     }
 
     let folded = spec.selectors.len() == 1 && spec.over_time.is_none();
-    // Until the backend says it cannot run the function per series.
     let per_series_fn = match spec.over_time {
         Some(OverTime::PerSeries(f)) if spec.selectors.len() == 1 => Some(f),
         _ => None,
     };
+    // Until the backend says it cannot run the function per series.
     let mut fused = per_series_fn.is_some();
 
     let mut answer = Answer {
