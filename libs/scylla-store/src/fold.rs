@@ -6,7 +6,7 @@
 
 use std::collections::BTreeMap;
 
-use tsdb::{Fragment, FragmentResult, GroupResult, Partial, Sample, SeriesKey, StepAgg};
+use tsdb::{Fragment, FragmentResult, GroupResult, Partial, Sample, SeriesFn, SeriesKey, StepAgg};
 
 use crate::error::Result;
 
@@ -98,22 +98,40 @@ pub fn fold_series(samples: &[Sample], grid: &Grid, agg: StepAgg) -> Vec<(usize,
     out
 }
 
-/// Accumulates series into per-group partials.
-#[derive(Debug)]
+/// Accumulates series into per-group partials, each series' step values
+/// passed through a [`SeriesFn`] first when there is one (the semantics of
+/// `tsdb::Engine::aggregate_each`).
 pub struct FragmentAcc<'f> {
     fragment: &'f Fragment,
+    each: Option<&'f dyn SeriesFn>,
     grid: Grid,
     groups: BTreeMap<Vec<String>, BTreeMap<usize, Partial>>,
     series: usize,
     samples: u64,
 }
 
+impl std::fmt::Debug for FragmentAcc<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FragmentAcc")
+            .field("fragment", self.fragment)
+            .field("each", &self.each.is_some())
+            .field("series", &self.series)
+            .finish()
+    }
+}
+
 impl<'f> FragmentAcc<'f> {
     /// An empty accumulator for `fragment`.
     pub fn new(fragment: &'f Fragment) -> Result<Self> {
+        Self::with(fragment, None)
+    }
+
+    /// An empty accumulator for `fragment` whose series pass through `each`.
+    pub fn with(fragment: &'f Fragment, each: Option<&'f dyn SeriesFn>) -> Result<Self> {
         Ok(Self {
             grid: Grid::of(fragment)?,
             fragment,
+            each,
             groups: BTreeMap::new(),
             series: 0,
             samples: 0,
@@ -136,11 +154,22 @@ impl<'f> FragmentAcc<'f> {
             .map(|&p| key.part(p).to_string())
             .collect();
         let group = self.groups.entry(gk).or_default();
-        for (k, v, ts) in fold_series(samples, &self.grid, self.fragment.per_step) {
-            group
-                .entry(k)
-                .or_insert(Partial::EMPTY)
-                .merge(&Partial::of(v, ts));
+        let steps = fold_series(samples, &self.grid, self.fragment.per_step);
+        let Some(each) = self.each else {
+            for (k, v, ts) in steps {
+                group.entry(k).or_insert(Partial::EMPTY).add(v, ts);
+            }
+            return;
+        };
+        let grid = self.grid;
+        let points: Vec<(i64, f64)> = steps.iter().map(|&(k, v, _)| (grid.time(k), v)).collect();
+        let mut out = Vec::new();
+        each.apply(&points, &mut out);
+        for (t, v) in out {
+            // Only points of the grid fold in, sampled at their step's end.
+            if let Some(k) = grid.index(t).filter(|&k| grid.time(k) == t) {
+                group.entry(k).or_insert(Partial::EMPTY).add(v, t);
+            }
         }
     }
 
@@ -166,12 +195,13 @@ impl<'f> FragmentAcc<'f> {
 }
 
 /// Executes `f` over already-read series (a pure function; the store feeds
-/// it from the cluster).
+/// it from the cluster), each series through `each` when given.
 pub fn aggregate_samples<'a>(
     f: &Fragment,
+    each: Option<&dyn SeriesFn>,
     series: impl IntoIterator<Item = (&'a SeriesKey, &'a [Sample])>,
 ) -> Result<FragmentResult> {
-    let mut acc = FragmentAcc::new(f)?;
+    let mut acc = FragmentAcc::with(f, each)?;
     if acc.grid().n == 0 {
         return Ok(FragmentResult::default());
     }
@@ -243,7 +273,7 @@ mod tests {
             per_step: StepAgg::Last,
             group_by: vec![],
         };
-        let e = aggregate_samples(&f, []).unwrap_err();
+        let e = aggregate_samples(&f, None, []).unwrap_err();
         assert!(e.to_string().contains("step must be positive"), "{e}");
     }
 
@@ -299,17 +329,27 @@ mod tests {
                 per_step: agg,
                 group_by: group,
             };
-            let mut want = engine.aggregate(&f).unwrap();
-            // `FragmentResult` documents groups sorted by key; the engine
-            // lists them in first-seen order, so compare sorted.
-            want.groups.sort_by(|a, b| a.key.cmp(&b.key));
             let (lo, hi) = Grid::of(&f).unwrap().sample_range();
             let keys = engine.select(&f.selector, lo, hi);
             let data: Vec<(SeriesKey, Vec<Sample>)> = keys
                 .into_iter()
                 .map(|k| { let s = engine.read_range(&k, lo, hi).unwrap(); (k, s) })
                 .collect();
-            let got = aggregate_samples(&f, data.iter().map(|(k, s)| (k, s.as_slice()))).unwrap();
+            // Plain, and through a function of each series' step values (the
+            // difference to the step before, on the grid; one point off it).
+            let delta = |p: &[(i64, f64)], out: &mut Vec<(i64, f64)>| {
+                out.extend(p.windows(2).map(|w| (w[1].0, w[1].1 - w[0].1)));
+                out.push((p.first().map_or(0, |x| x.0) + 1, 1e9));
+            };
+            for each in [None, Some(&delta as &dyn SeriesFn)] {
+            let mut want = match each {
+                None => engine.aggregate(&f).unwrap(),
+                Some(each) => engine.aggregate_each(&f, each).unwrap(),
+            };
+            // `FragmentResult` documents groups sorted by key; the engine
+            // lists them in first-seen order, so compare sorted.
+            want.groups.sort_by(|a, b| a.key.cmp(&b.key));
+            let got = aggregate_samples(&f, each, data.iter().map(|(k, s)| (k, s.as_slice()))).unwrap();
             prop_assert_eq!(got.series, want.series);
             prop_assert_eq!(got.groups.len(), want.groups.len());
             for (g, w) in got.groups.iter().zip(&want.groups) {
@@ -324,6 +364,7 @@ mod tests {
                     prop_assert_eq!(gp.max.to_bits(), wp.max.to_bits());
                     prop_assert!((gp.sum - wp.sum).abs() <= 1e-6 * (1.0 + wp.sum.abs()));
                 }
+            }
             }
         }
     }

@@ -20,7 +20,7 @@ use scylla::statement::prepared::PreparedStatement;
 use tracing::{debug, info, warn};
 use tsdb::{
     ALL_SOURCES, AppendReport, Clock, DAY_MS, Fragment, FragmentResult, KeyPart, Matcher, Sample,
-    SampleRow, Selector, SeriesKey, ServicePoint, SystemClock,
+    SampleRow, Selector, SeriesFn, SeriesKey, ServicePoint, SystemClock,
 };
 
 use crate::config::ScyllaConfig;
@@ -849,7 +849,25 @@ impl ScyllaStore {
     /// across series into partials per group (raw samples only: the Scylla
     /// backend keeps no rollups, so `rollup_ms` is always `None`).
     pub async fn aggregate(&self, f: &Fragment) -> Result<FragmentResult> {
-        let mut acc = FragmentAcc::new(f)?;
+        self.aggregate_with(f, None).await
+    }
+
+    /// [`ScyllaStore::aggregate`] with each series' step values passed through
+    /// `each` before they fold into their group (`tsdb::Engine::aggregate_each`).
+    pub async fn aggregate_each(
+        &self,
+        f: &Fragment,
+        each: &dyn SeriesFn,
+    ) -> Result<FragmentResult> {
+        self.aggregate_with(f, Some(each)).await
+    }
+
+    async fn aggregate_with(
+        &self,
+        f: &Fragment,
+        each: Option<&dyn SeriesFn>,
+    ) -> Result<FragmentResult> {
+        let mut acc = FragmentAcc::with(f, each)?;
         let grid: Grid = acc.grid();
         if grid.n == 0 {
             return Ok(FragmentResult::default());

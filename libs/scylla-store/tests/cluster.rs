@@ -239,6 +239,14 @@ async fn write_read_index_aggregates_and_fragments() {
             want.groups.sort_by(|a, b| a.key.cmp(&b.key));
             assert_eq!(got.series, want.series);
             assert_eq!(got.groups, want.groups, "{agg:?}");
+            // Each series through a function of its step values first.
+            let delta = |p: &[(i64, f64)], out: &mut Vec<(i64, f64)>| {
+                out.extend(p.windows(2).map(|w| (w[1].0, w[1].1 - w[0].1)));
+            };
+            let got = store.aggregate_each(&f, &delta).await.unwrap();
+            let mut want = engine.aggregate_each(&f, &delta).unwrap();
+            want.groups.sort_by(|a, b| a.key.cmp(&b.key));
+            assert_eq!(got.groups, want.groups, "{agg:?} through a function");
         }
     })
     .catch_unwind()

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use futures::FutureExt;
 use scylla_store::{ScyllaConfig, ScyllaStore};
-use tsdb::{AppendReport, Fragment, FragmentResult, KeyPart, Sample, Selector, SeriesKey};
+use tsdb::{
+    AppendReport, Fragment, FragmentResult, KeyPart, Sample, Selector, SeriesFn, SeriesKey,
+};
 
 use super::{Backend, BackendError, BackendFuture, Batch, embedded::rows};
 
@@ -62,6 +64,14 @@ impl Backend for ScyllaBackend {
 
     fn aggregate(&self, fragment: Fragment) -> BackendFuture<'_, FragmentResult> {
         async move { Ok(self.store.aggregate(&fragment).await?) }.boxed()
+    }
+
+    fn aggregate_each(
+        &self,
+        fragment: Fragment,
+        each: Arc<dyn SeriesFn + Send>,
+    ) -> Option<BackendFuture<'_, FragmentResult>> {
+        Some(async move { Ok(self.store.aggregate_each(&fragment, &*each).await?) }.boxed())
     }
 
     fn epoch(&self, service: String, day: i64) -> BackendFuture<'_, u64> {
