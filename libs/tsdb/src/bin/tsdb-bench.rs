@@ -8,7 +8,8 @@
 //! head series; `--quick` shrinks both to finish in under a minute.
 //! `--keep DIR` leaves the loaded store in `DIR`; `--reads DIR` opens a store
 //! kept that way and runs only the reads (for profiling the read path);
-//! `--step S` then runs only the sum at a step of S seconds.
+//! `--step S` then runs only the sum at a step of S seconds. A run removes
+//! the temporary directories that killed runs left behind.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -256,6 +257,27 @@ impl Drop for Cleanup {
     }
 }
 
+/// Removes the temporary directories of earlier runs that were killed before
+/// they could (`tsdb-bench-…-PID` whose process is gone).
+fn remove_abandoned_dirs() {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("tsdb-bench-")) else {
+            continue;
+        };
+        let pid = rest.rsplit('-').next().and_then(|p| p.parse::<u32>().ok());
+        if let Some(pid) = pid
+            && pid != std::process::id()
+            && !std::path::Path::new(&format!("/proc/{pid}")).exists()
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
 fn ms(d: std::time::Duration) -> f64 {
     d.as_secs_f64() * 1000.0
 }
@@ -270,6 +292,7 @@ fn flag_value(flag: &str) -> Option<std::path::PathBuf> {
 }
 
 fn main() {
+    remove_abandoned_dirs();
     let quick = std::env::args().any(|a| a == "--quick");
     let (n_series, days, head_series, head_minutes) = if quick {
         (2_000usize, 1i64, 100_000usize, 10i64)
