@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use query_lang::Range;
+use query_lang::lexer::MAX_DURATION_MS;
 use query_lang::ops;
 use tokio::time::Instant;
 use tsdb::{Fragment, FragmentResult, KeyPart, Partial, Selector, SeriesKey, StepAgg};
@@ -137,11 +138,11 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
         ));
     }
     if let Some(OverTime::PerSeries(ops::OverTime::Moving { window, .. })) = spec.over_time
-        && window <= 0
+        && !(1..=MAX_DURATION_MS).contains(&window)
     {
         return Err(RequestError::invalid(
             "over_time.window_ms",
-            format!("must be positive, got {window}"),
+            format!("must be positive and at most {MAX_DURATION_MS} (100 years), got {window}"),
         ));
     }
     let range = Range::new(spec.start, spec.end, spec.step);
@@ -161,7 +162,20 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
     let pre = spec.over_time.map_or(0, |f| f.lookback(spec.step));
 
     // Select first: the series limit is checked before any sample is read.
-    let lo = spec.start - pre - spec.step + 1;
+    let lo = spec
+        .start
+        .checked_sub(pre)
+        .and_then(|t| t.checked_sub(spec.step - 1))
+        .ok_or_else(|| {
+            RequestError::invalid(
+                "range",
+                format!(
+                    "start_ms {} leaves no room for the {} ms read before it",
+                    spec.start,
+                    pre.saturating_add(spec.step - 1)
+                ),
+            )
+        })?;
     let mut keys = BTreeSet::new();
     for sel in &spec.selectors {
         let found = within(
@@ -232,7 +246,9 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
             });
         let slice_steps = (budget / series).clamp(1, steps as u64) as i64;
         let s = spec.start + done * spec.step;
-        let e = (s + slice_steps * spec.step).min(spec.end);
+        let e = s
+            .saturating_add(slice_steps.saturating_mul(spec.step))
+            .min(spec.end);
         let progress = || format!("stopped after {done} of {steps} steps of {} series", series);
         if spec.deadline.is_some_and(|d| Instant::now() >= d) {
             return Err(RequestError::Deadline {
@@ -308,7 +324,7 @@ pub async fn execute(backend: &dyn Backend, spec: FragmentSpec) -> Result<Answer
                 hint: "narrow the matchers or the range, or use a step of 5m or 1h so rollups serve it",
             });
         }
-        done += (e - s + spec.step - 1) / spec.step;
+        done += Range::new(s, e, spec.step).points();
     }
     answer.groups = out.into_iter().filter(|(_, p)| !p.is_empty()).collect();
     Ok(answer)

@@ -613,15 +613,40 @@ async fn fragments_fold_series_and_respect_limits_and_deadlines() {
     assert_eq!(err.code(), tonic::Code::ResourceExhausted);
     assert!(err.message().contains("samples read"), "{}", err.message());
 
-    // A bad window is named.
-    let mut bad = req(api::OverTimeFunction::MovingAvg as i32);
-    bad.over_time.as_mut().unwrap().window_ms = 0;
-    let err = fragment(&mut s.client, bad, None).await.unwrap_err();
-    assert!(
-        err.message().starts_with("over_time.window_ms:"),
-        "{}",
-        err.message()
-    );
+    // A bad window is named: none, or reaching before the start of time.
+    for window in [0, -MIN, i64::MAX] {
+        let mut bad = req(api::OverTimeFunction::MovingAvg as i32);
+        bad.over_time.as_mut().unwrap().window_ms = window;
+        let err = fragment(&mut s.client, bad, None).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{window}");
+        assert!(
+            err.message().starts_with("over_time.window_ms:"),
+            "{}",
+            err.message()
+        );
+    }
+    // The widest range and step there are answer without overflowing anywhere.
+    for (start, end, step) in [
+        (0, i64::MAX, i64::MAX),
+        (i64::MAX - 10 * MIN, i64::MAX, 7 * MIN),
+    ] {
+        let mut wide = req(api::OverTimeFunction::Unspecified as i32);
+        wide.range = range(start, end);
+        wide.step_ms = step;
+        let (groups, _) = fragment(&mut s.client, wide, None).await.unwrap();
+        assert!(groups.iter().all(|g| g.cells.is_empty()), "{start} {step}");
+    }
+    // A range whose reads would begin before the start of time is named.
+    for function in [
+        api::OverTimeFunction::Unspecified,
+        api::OverTimeFunction::Rate,
+    ] {
+        let mut bad = req(function as i32);
+        bad.range = range(i64::MIN, i64::MIN + 6 * MIN);
+        let err = fragment(&mut s.client, bad, None).await.unwrap_err();
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{function:?}");
+        assert!(err.message().starts_with("range:"), "{}", err.message());
+    }
 
     // A client deadline too short for the work stops it with DEADLINE_EXCEEDED
     // (eight matchers over the same 4,000 series take several times the deadline).

@@ -114,7 +114,9 @@ impl Range {
         if self.end <= self.start || self.step <= 0 {
             0
         } else {
-            (self.end - self.start - 1) / self.step + 1
+            // In i128: a range may be wider than an i64 holds.
+            let n = (self.end as i128 - self.start as i128 - 1) / self.step as i128 + 1;
+            n.min(i64::MAX as i128) as i64
         }
     }
 

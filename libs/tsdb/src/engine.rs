@@ -1022,6 +1022,16 @@ impl Engine {
         t0: i64,
         t1: i64,
     ) -> Result<Vec<ServicePoint>> {
+        // No minute outside the stored data has a point: reading only there
+        // keeps a range of any width (a huge step, a long window) from
+        // becoming as many minutes.
+        let Some((first, last)) = self.time_bounds() else {
+            return Ok(Vec::new());
+        };
+        let (t0, t1) = (t0.max(first), t1.min(last.saturating_add(60_000)));
+        if t0 >= t1 {
+            return Ok(Vec::new());
+        }
         let start = t0.div_euclid(60_000) * 60_000
             + if t0.rem_euclid(60_000) == 0 {
                 0
@@ -1052,6 +1062,22 @@ impl Engine {
                 max: p.max,
             })
             .collect())
+    }
+
+    /// The window `[first, last)` every stored sample lies in (partition
+    /// windows of the heads and blocks), if any is stored.
+    fn time_bounds(&self) -> Option<(i64, i64)> {
+        let st = self.state.read();
+        let width = self.opts.partition_ms;
+        let heads = [&st.main, &st.backfill].into_iter().flat_map(|h| {
+            let first = h.keys().next().copied();
+            let last = h.keys().next_back().map(|&k| k.saturating_add(width));
+            first.zip(last)
+        });
+        let blocks = st.blocks.iter().map(|b| (b.meta.start, b.meta.end));
+        heads
+            .chain(blocks)
+            .reduce(|(a, b), (c, d)| (a.min(c), b.max(d)))
     }
 
     /// Copies head samples and collects block entries for `sids` over the
@@ -1135,8 +1161,7 @@ impl Engine {
         if n == 0 {
             return Ok(result);
         }
-        let lo = f.start - f.step + 1;
-        let hi = f.start + (n as i64 - 1) * f.step;
+        let (lo, hi) = f.sample_range(n);
         let rollup = ROLLUP_WIDTHS
             .iter()
             .rposition(|&r| f.step % r == 0 && f.start.rem_euclid(r) == 0);
@@ -1147,7 +1172,7 @@ impl Engine {
         }
         let (sids, group_of, group_keys) = {
             let st = self.state.read();
-            let sids = st.index.select(&f.selector, lo, hi + 1);
+            let sids = st.index.select(&f.selector, lo, hi.saturating_add(1));
             let mut gmap: BTreeMap<Vec<String>, u32> = BTreeMap::new();
             let keys: Vec<Vec<String>> = sids
                 .iter()
@@ -1251,9 +1276,8 @@ impl Engine {
         each: Option<&dyn SeriesFn>,
         mut result: FragmentResult,
     ) -> Result<FragmentResult> {
-        let lo = f.start - f.step + 1;
-        let hi = f.start + (n as i64 - 1) * f.step;
-        let keys = self.aggregate_keys(&f.selector, lo, hi + 1);
+        let (lo, hi) = f.sample_range(n);
+        let keys = self.aggregate_keys(&f.selector, lo, hi.saturating_add(1));
         result.series = keys.len();
         result.rollup_ms = None;
         let mut groups: BTreeMap<Vec<String>, Option<Partials>> = BTreeMap::new();
@@ -1266,7 +1290,7 @@ impl Engine {
             fold.flush();
         }
         for k in keys {
-            let pts = self.service_aggregate(&k.service, &k.metric, lo, hi + 1)?;
+            let pts = self.service_aggregate(&k.service, &k.metric, lo, hi.saturating_add(1))?;
             result.samples += pts.len() as u64;
             let gk: Vec<String> = f.group_by.iter().map(|&p| k.part(p).to_string()).collect();
             let group = groups.entry(gk).or_default();

@@ -515,3 +515,34 @@ fn series_functions_see_each_series_and_fold_what_they_return() {
         assert_eq!(got, want, "{:?}", a.key);
     }
 }
+
+#[test]
+fn fragments_at_the_ends_of_time_answer_without_overflowing() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    fleet(&e, &clock, 1);
+    let identity = |p: &[(i64, f64)], out: &mut Vec<(i64, f64)>| out.extend_from_slice(p);
+    for source in ["*", ALL_SOURCES] {
+        for (start, end, step) in [
+            (i64::MIN, i64::MIN + 5 * MIN, MIN),
+            (i64::MAX - 5 * MIN, i64::MAX, MIN),
+            (i64::MIN, i64::MAX, i64::MAX),
+            (T0, T0 + 60 * MIN, i64::MAX),
+            (T0 + 30 * MIN, T0 + 31 * MIN, i64::MAX),
+            (T0 + 30 * MIN, T0 + 90 * MIN, i64::MAX / 2),
+        ] {
+            let f = Fragment {
+                selector: Selector::parse("web", source, "*").unwrap(),
+                start,
+                end,
+                step,
+                per_step: StepAgg::Sum,
+                group_by: vec![],
+            };
+            let plain = e.aggregate(&f).unwrap();
+            let each = e.aggregate_each(&f, &identity).unwrap();
+            assert_eq!(plain.groups.len(), each.groups.len(), "{start} {step}");
+        }
+    }
+}

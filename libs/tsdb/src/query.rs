@@ -50,6 +50,14 @@ pub struct Fragment {
 }
 
 impl Fragment {
+    /// The samples that feed a grid of `n` points: those in `[lo, hi]`
+    /// (clamped to the range of timestamps).
+    pub(crate) fn sample_range(&self, n: usize) -> (i64, i64) {
+        let lo = self.start.saturating_sub(self.step.saturating_sub(1));
+        let span = (n as i64).saturating_sub(1).saturating_mul(self.step);
+        (lo, self.start.saturating_add(span))
+    }
+
     /// Number of points of the grid.
     pub fn points(&self) -> Result<usize> {
         if self.step <= 0 {
@@ -61,7 +69,7 @@ impl Fragment {
         if self.end <= self.start {
             return Ok(0);
         }
-        let n = (self.end - self.start - 1) / self.step + 1;
+        let n = (self.end as i128 - self.start as i128 - 1) / self.step as i128 + 1;
         usize::try_from(n)
             .ok()
             .filter(|&n| n <= 10_000_000)
@@ -531,8 +539,9 @@ impl<'a, S: Steps> StepFold<'a, S> {
     /// Samples outside `(lo, hi]` contribute nothing.
     pub fn bounds(&self) -> (i64, i64) {
         (
-            self.start - self.step,
-            self.start + (self.n - 1) * self.step,
+            self.start.saturating_sub(self.step),
+            self.start
+                .saturating_add((self.n - 1).max(0).saturating_mul(self.step)),
         )
     }
 
