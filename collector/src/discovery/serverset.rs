@@ -162,52 +162,26 @@ async fn follow(
     shutdown: &Shutdown,
 ) -> zookeeper_client::Error {
     let provider = format!("serverset:{}", set.path);
-    loop {
-        if shutdown.is_cancelled() {
-            return zookeeper_client::Error::ClientClosed;
-        }
-        match client.list_and_watch_children(&set.path).await {
-            Ok((children, watcher)) => {
-                let mut members = Vec::new();
-                for child in children {
-                    let path = format!("{}/{}", set.path, child);
-                    match client.get_data(&path).await {
-                        Ok((data, _)) => match member_target(set, defaults, &path, &data) {
-                            Ok(Some(t)) => members.push(t),
-                            Ok(None) => {}
-                            Err(e) => {
-                                stats.bad_members.incr();
-                                tracing::warn!(error = %e, "server-set member skipped");
-                            }
-                        },
-                        // Gone between the listing and the read.
-                        Err(zookeeper_client::Error::NoNode) => {}
-                        Err(e) => return e,
+    let ended = serverset::follow(client, &set.path, shutdown, |members| {
+        let mut found: Vec<Target> = members
+            .unwrap_or_default()
+            .iter()
+            .filter_map(
+                |(path, data)| match member_target(set, defaults, path, data) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        stats.bad_members.incr();
+                        tracing::warn!(error = %e, "server-set member skipped");
+                        None
                     }
-                }
-                members.sort_by(|a, b| a.source.cmp(&b.source));
-                targets.set(&provider, members);
-                tokio::select! {
-                    _ = watcher.changed() => {}
-                    _ = shutdown.cancelled() => return zookeeper_client::Error::ClientClosed,
-                }
-            }
-            Err(zookeeper_client::Error::NoNode) => {
-                targets.set(&provider, Vec::new());
-                match client.check_and_watch_stat(&set.path).await {
-                    Ok((Some(_), _)) => {}
-                    Ok((None, watcher)) => {
-                        tokio::select! {
-                            _ = watcher.changed() => {}
-                            _ = shutdown.cancelled() => return zookeeper_client::Error::ClientClosed,
-                        }
-                    }
-                    Err(e) => return e,
-                }
-            }
-            Err(e) => return e,
-        }
-    }
+                },
+            )
+            .collect();
+        found.sort_by(|a, b| a.source.cmp(&b.source));
+        targets.set(&provider, found);
+    })
+    .await;
+    ended.err().unwrap_or(zookeeper_client::Error::ClientClosed)
 }
 
 #[cfg(test)]

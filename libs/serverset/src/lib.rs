@@ -1,5 +1,6 @@
-//! ZooKeeper server sets in the Finagle/Aurora format: the member JSON, and a
-//! watcher that follows a set of storage-frontends as their gRPC URLs.
+//! ZooKeeper server sets in the Finagle/Aurora format: the member JSON, a follower
+//! of a set's members ([`follow`]), and a watcher that follows a set of
+//! storage-frontends as their gRPC URLs.
 //!
 //! Each member of a set is a znode under the set's path holding JSON such as
 //!
@@ -267,45 +268,74 @@ pub async fn watch_grpc_urls(
     };
     let mut ended = Ok(());
     while let Some(client) = sessions.next(ended).await {
-        ended = async {
-            loop {
-                match client.list_and_watch_children(&path).await {
-                    Ok((children, watcher)) => {
-                        let mut urls = Vec::new();
-                        for child in children {
-                            let p = format!("{path}/{child}");
-                            match client.get_data(&p).await {
-                                Ok((data, _)) => match member_grpc_url(&p, &data) {
-                                    Ok(Some(u)) => urls.push(u),
-                                    Ok(None) => {}
-                                    Err(e) => tracing::warn!(error = %e, "storage member skipped"),
-                                },
-                                // Gone between the listing and the read.
-                                Err(zookeeper_client::Error::NoNode) => {}
-                                Err(e) => return Err(e),
-                            }
+        ended = follow(&client, &path, &shutdown, |members| {
+            on_change(members.map(|members| {
+                let mut urls: Vec<String> = members
+                    .iter()
+                    .filter_map(|(p, data)| match member_grpc_url(p, data) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "storage member skipped");
+                            None
                         }
-                        urls.sort();
-                        urls.dedup();
-                        on_change(Some(urls));
-                        tokio::select! {
-                            _ = watcher.changed() => {}
-                            _ = shutdown.cancelled() => return Ok(()),
-                        }
+                    })
+                    .collect();
+                urls.sort();
+                urls.dedup();
+                urls
+            }))
+        })
+        .await;
+    }
+}
+
+/// Follows the children of the set at `path` on one session: calls `on_change`
+/// with each member's full path and data (in listing order) whenever membership
+/// changes, or with `None` while the set's znode does not exist. Returns `Ok` at
+/// `shutdown`, else the error that ended the session.
+pub async fn follow(
+    client: &zookeeper_client::Client,
+    path: &str,
+    shutdown: &CancellationToken,
+    mut on_change: impl FnMut(Option<Vec<(String, Vec<u8>)>>),
+) -> Result<(), zookeeper_client::Error> {
+    loop {
+        if shutdown.is_cancelled() {
+            return Ok(());
+        }
+        match client.list_and_watch_children(path).await {
+            Ok((children, watcher)) => {
+                let mut members = Vec::with_capacity(children.len());
+                for child in children {
+                    let p = format!("{path}/{child}");
+                    match client.get_data(&p).await {
+                        Ok((data, _)) => members.push((p, data)),
+                        // Gone between the listing and the read.
+                        Err(zookeeper_client::Error::NoNode) => {}
+                        Err(e) => return Err(e),
                     }
-                    Err(zookeeper_client::Error::NoNode) => {
-                        on_change(None);
-                        let (_, watcher) = client.check_and_watch_stat(&path).await?;
-                        tokio::select! {
-                            _ = watcher.changed() => {}
-                            _ = shutdown.cancelled() => return Ok(()),
-                        }
-                    }
-                    Err(e) => return Err(e),
+                }
+                on_change(Some(members));
+                tokio::select! {
+                    _ = watcher.changed() => {}
+                    _ = shutdown.cancelled() => return Ok(()),
                 }
             }
+            Err(zookeeper_client::Error::NoNode) => {
+                on_change(None);
+                let (stat, watcher) = client.check_and_watch_stat(path).await?;
+                if stat.is_some() {
+                    // Created between the listing and the check: no event would
+                    // come for it.
+                    continue;
+                }
+                tokio::select! {
+                    _ = watcher.changed() => {}
+                    _ = shutdown.cancelled() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e),
         }
-        .await;
     }
 }
 
