@@ -1,6 +1,6 @@
 //! A zone found in a real ZooKeeper server set: the query-federator follows its members
 //! as storage-frontends join and leave, whether written by hand or announced by the
-//! storage-frontends themselves.
+//! storage-frontends themselves, and again after ZooKeeper lost every session.
 
 use std::time::Duration;
 
@@ -235,4 +235,60 @@ async fn storage_frontends_announce_themselves_and_leave_on_shutdown() {
     assert_eq!(members().await, vec![(a.grpc_port, a.http_port)]);
     shutdown.cancel();
     a.shutdown.cancel();
+}
+
+/// A storage-frontend's counter from its admin metrics.
+async fn counter(s: &Storage, name: &str) -> f64 {
+    let v: serde_json::Value = reqwest::get(format!(
+        "http://127.0.0.1:{}/admin/metrics.json",
+        s.http_port
+    ))
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    v[name].as_f64().unwrap_or(0.0)
+}
+
+#[tokio::test]
+async fn after_zookeeper_loses_every_session_members_announce_and_are_found_again() {
+    const SET: &str = "/aerie/zone-c/storage";
+    let mut zk = test_support::ZooKeeper::start().unwrap();
+    let connect = zk.connect_string();
+    let a = announced(Some((&connect, SET))).await;
+    let t = five_minutes_ago();
+    write(&a, "a1", t, 1.0).await;
+    let (http, shutdown, _dir) = federator(&zk, SET).await;
+    answers(&http, t, "1").await;
+
+    // ZooKeeper comes back empty: every session and znode is gone, and its zxids
+    // are past what the clients saw (two starts bump the epoch), so the clients
+    // are told their sessions expired rather than refused.
+    zk.stop().unwrap();
+    std::fs::remove_dir_all(zk.data_dir().join("version-2")).unwrap();
+    zk.restart().unwrap();
+    zk.restart().unwrap();
+
+    // The storage-frontend announces itself in a new session (the set's path
+    // made again) ...
+    let mut again = false;
+    for _ in 0..300 {
+        if counter(&a, "storage/serverset/announced").await >= 2.0 {
+            again = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(again, "never announced again");
+    assert!(counter(&a, "storage/serverset/errors").await >= 1.0);
+
+    // ... and the federator follows the set in a new session: a member that
+    // joins now is found.
+    let b = announced(Some((&connect, SET))).await;
+    write(&b, "b1", t, 2.0).await;
+    answers(&http, t, "3").await;
+    shutdown.cancel();
+    a.shutdown.cancel();
+    b.shutdown.cancel();
 }
