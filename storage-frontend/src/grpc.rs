@@ -313,10 +313,9 @@ impl StorageService {
                 response.names = names;
             }
             None => {
-                let mut keys = self.backend.select(sel, t0, t1).await?;
-                response.total = keys.len() as u64;
-                response.truncated = keys.len() > limit;
-                keys.truncate(limit);
+                let (keys, total) = self.backend.select_first(sel, t0, t1, limit).await?;
+                response.total = total;
+                response.truncated = total > keys.len() as u64;
                 response.series = keys.iter().map(convert::key_to_pb).collect();
             }
         }
@@ -588,11 +587,13 @@ impl Storage for StorageService {
             let sel = convert::selector(req.matcher.as_ref(), "matcher")?;
             let (t0, t1) = convert::range(req.range.as_ref(), "range")?;
             let max_series = self.cap(req.max_series, self.limits.max_series);
-            let keys = self.backend.select(sel, t0, t1).await?;
-            if keys.len() as u64 > max_series {
+            // Past the limit only the count is needed.
+            let first = usize::try_from(max_series.saturating_add(1)).unwrap_or(usize::MAX);
+            let (keys, total) = self.backend.select_first(sel, t0, t1, first).await?;
+            if total > max_series {
                 return Err(RequestError::Limit {
                     what: "series selected",
-                    found: keys.len() as u64,
+                    found: total,
                     limit: max_series,
                     key: "max_series",
                     hint: "narrow the matcher or the time range",

@@ -194,6 +194,22 @@ async fn write_read_index_and_epochs_over_the_wire() {
         .into_inner();
     let sources: Vec<&str> = idx.series.iter().map(|k| k.source.as_str()).collect();
     assert_eq!(sources, vec!["h1", "h2"]);
+    let first = s
+        .client
+        .index(api::IndexRequest {
+            kind: api::IndexKind::Series as i32,
+            matcher: Some(matcher(exact("web"), None, None)),
+            range: range(t, t + 10 * MIN),
+            limit: 1,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let sources: Vec<&str> = first.series.iter().map(|k| k.source.as_str()).collect();
+    assert_eq!(
+        (sources, first.total, first.truncated),
+        (vec!["h1"], 2, true)
+    );
 
     // Epochs: a backfilled sample bumps (web, its day) and nothing else.
     let old = t - 2 * 86_400_000;

@@ -920,18 +920,45 @@ impl Engine {
     /// Series matching `sel` that had data during `[t0, t1)`, sorted. With
     /// source [`ALL_SOURCES`] it lists the service aggregates instead.
     pub fn select(&self, sel: &Selector, t0: i64, t1: i64) -> Vec<SeriesKey> {
+        self.select_first(sel, t0, t1, usize::MAX).0
+    }
+
+    /// The first `limit` series, in key order, of those [`Engine::select`]
+    /// gives, and how many it gives: a count or a page builds only the keys
+    /// it returns.
+    pub fn select_first(
+        &self,
+        sel: &Selector,
+        t0: i64,
+        t1: i64,
+        limit: usize,
+    ) -> (Vec<SeriesKey>, usize) {
         if is_all_sources(sel) {
-            return self.aggregate_keys(sel, t0, t1);
+            let mut keys = self.aggregate_keys(sel, t0, t1);
+            let total = keys.len();
+            keys.truncate(limit);
+            return (keys, total);
         }
         let st = self.state.read();
-        let mut keys: Vec<SeriesKey> = st
-            .index
-            .select(sel, t0, t1)
-            .into_iter()
-            .map(|id| st.index.key(id))
-            .collect();
-        keys.sort();
-        keys
+        let ix = &st.index;
+        let mut ids = ix.select(sel, t0, t1);
+        let total = ids.len();
+        let parts = |id: SeriesId| {
+            (
+                ix.part(id, KeyPart::Service),
+                ix.part(id, KeyPart::Source),
+                ix.part(id, KeyPart::Metric),
+            )
+        };
+        if limit < total {
+            if limit == 0 {
+                return (Vec::new(), total);
+            }
+            ids.select_nth_unstable_by(limit - 1, |&a, &b| parts(a).cmp(&parts(b)));
+            ids.truncate(limit);
+        }
+        ids.sort_unstable_by(|&a, &b| parts(a).cmp(&parts(b)));
+        (ids.into_iter().map(|id| ix.key(id)).collect(), total)
     }
 
     /// Distinct names of one key part among series matching `sel` during

@@ -546,3 +546,50 @@ fn fragments_at_the_ends_of_time_answer_without_overflowing() {
         }
     }
 }
+
+#[test]
+fn a_first_page_of_the_selection_is_its_head_in_key_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0 + MIN));
+    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    // Interned out of key order, with parts that tie on service and source.
+    let mut rows = Vec::new();
+    let names: Vec<(String, String, String)> = (0..40u32)
+        .map(|i| {
+            let k = (i * 17) % 40;
+            (
+                format!("svc{}", k % 3),
+                format!("h{}", k % 7),
+                format!("m{}", k % 5),
+            )
+        })
+        .collect();
+    for (svc, src, m) in &names {
+        rows.push(row(svc, src, m, T0, 1.0));
+    }
+    e.append(&rows).unwrap();
+    for sel in [
+        Selector::parse("*", "*", "*").unwrap(),
+        Selector::parse("svc1", "*", "*").unwrap(),
+        Selector::parse("*", "h3", "*").unwrap(),
+        Selector::parse("svc2", ALL_SOURCES, "*").unwrap(),
+        Selector::parse("nothing", "*", "*").unwrap(),
+    ] {
+        let all = e.select(&sel, T0, T0 + MIN);
+        assert!(all.windows(2).all(|w| w[0] < w[1]), "{sel:?}: sorted");
+        for limit in [
+            0,
+            1,
+            2,
+            3,
+            7,
+            all.len().saturating_sub(1),
+            all.len(),
+            usize::MAX,
+        ] {
+            let (first, total) = e.select_first(&sel, T0, T0 + MIN, limit);
+            assert_eq!(total, all.len(), "{sel:?} limit {limit}");
+            assert_eq!(first, all[..limit.min(all.len())], "{sel:?} limit {limit}");
+        }
+    }
+}

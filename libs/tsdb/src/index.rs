@@ -335,17 +335,22 @@ impl Index {
     /// Series matching the selector that existed during `[t0, t1)`, sorted
     /// by id. Uses the most selective literal's postings first.
     pub fn select(&self, sel: &Selector, t0: i64, t1: i64) -> Vec<SeriesId> {
-        let lists = [
-            self.services.matching(&sel.service),
-            self.sources.matching(&sel.source),
-            self.metrics.matching(&sel.metric),
-        ];
-        let mut order: Vec<&Vec<SeriesId>> = lists.iter().collect();
-        order.sort_by_key(|l| l.len());
-        let mut cur: Vec<SeriesId> = order[0].clone();
-        for other in &order[1..] {
-            cur = intersect(&cur, other);
-        }
+        // `*` constrains nothing: it takes no postings.
+        let mut lists: Vec<Vec<SeriesId>> = [
+            (&self.services, &sel.service),
+            (&self.sources, &sel.source),
+            (&self.metrics, &sel.metric),
+        ]
+        .into_iter()
+        .filter(|(_, m)| !matches!(m, Matcher::Any))
+        .map(|(symbols, m)| symbols.matching(m))
+        .collect();
+        lists.sort_by_key(Vec::len);
+        let mut lists = lists.into_iter();
+        let mut cur: Vec<SeriesId> = match lists.next() {
+            Some(first) => lists.fold(first, |cur, other| intersect(&cur, &other)),
+            None => (0..self.keys.len() as SeriesId).collect(),
+        };
         cur.retain(|&id| self.present(id, t0, t1));
         cur
     }

@@ -103,6 +103,19 @@ impl Backend for EmbeddedBackend {
         self.run(move |e| Ok(e.select(&sel, t0, t1)))
     }
 
+    fn select_first(
+        &self,
+        sel: Selector,
+        t0: i64,
+        t1: i64,
+        limit: usize,
+    ) -> BackendFuture<'_, (Vec<SeriesKey>, u64)> {
+        self.run(move |e| {
+            let (keys, total) = e.select_first(&sel, t0, t1, limit);
+            Ok((keys, total as u64))
+        })
+    }
+
     fn names(
         &self,
         sel: Selector,

@@ -50,6 +50,23 @@ pub trait Backend: Send + Sync + 'static {
     fn write(&self, batch: Batch) -> BackendFuture<'_, AppendReport>;
     /// Series matching `sel` with data in `[t0, t1)`, in key order.
     fn select(&self, sel: Selector, t0: i64, t1: i64) -> BackendFuture<'_, Vec<SeriesKey>>;
+    /// The first `limit` of the series [`Backend::select`] gives, and how many it
+    /// gives: for counts and pages of the index.
+    fn select_first(
+        &self,
+        sel: Selector,
+        t0: i64,
+        t1: i64,
+        limit: usize,
+    ) -> BackendFuture<'_, (Vec<SeriesKey>, u64)> {
+        let all = self.select(sel, t0, t1);
+        Box::pin(async move {
+            let mut keys = all.await?;
+            let total = keys.len() as u64;
+            keys.truncate(limit);
+            Ok((keys, total))
+        })
+    }
     /// Distinct values of `part` among the series `sel` matches in `[t0, t1)`, sorted.
     fn names(
         &self,
