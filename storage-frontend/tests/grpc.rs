@@ -181,35 +181,27 @@ async fn write_read_index_and_epochs_over_the_wire() {
         (idx.names.clone(), idx.total, idx.truncated),
         (vec!["db".to_string()], 2, true)
     );
-    let idx = s
-        .client
-        .index(api::IndexRequest {
-            kind: api::IndexKind::Series as i32,
-            matcher: Some(matcher(exact("web"), None, None)),
-            range: range(t, t + 10 * MIN),
-            limit: 0,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let sources: Vec<&str> = idx.series.iter().map(|k| k.source.as_str()).collect();
-    assert_eq!(sources, vec!["h1", "h2"]);
-    let first = s
-        .client
-        .index(api::IndexRequest {
-            kind: api::IndexKind::Series as i32,
-            matcher: Some(matcher(exact("web"), None, None)),
-            range: range(t, t + 10 * MIN),
-            limit: 1,
-        })
-        .await
-        .unwrap()
-        .into_inner();
-    let sources: Vec<&str> = first.series.iter().map(|k| k.source.as_str()).collect();
+    // Series of `web`, at most `limit` (0: storage's cap): sources, total, truncated.
+    let mut client = s.client.clone();
+    let mut web_series = async |limit: u32| {
+        let idx = client
+            .index(api::IndexRequest {
+                kind: api::IndexKind::Series as i32,
+                matcher: Some(matcher(exact("web"), None, None)),
+                range: range(t, t + 10 * MIN),
+                limit,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let sources: Vec<String> = idx.series.into_iter().map(|k| k.source).collect();
+        (sources, idx.total, idx.truncated)
+    };
     assert_eq!(
-        (sources, first.total, first.truncated),
-        (vec!["h1"], 2, true)
+        web_series(0).await,
+        (vec!["h1".into(), "h2".into()], 2, false)
     );
+    assert_eq!(web_series(1).await, (vec!["h1".into()], 2, true));
 
     // Epochs: a backfilled sample bumps (web, its day) and nothing else.
     let old = t - 2 * 86_400_000;
