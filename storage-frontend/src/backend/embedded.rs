@@ -95,12 +95,8 @@ impl Backend for EmbeddedBackend {
     }
 
     fn select(&self, sel: Selector, t0: i64, t1: i64) -> BackendFuture<'_, Vec<SeriesKey>> {
-        if exact(&sel) {
-            // A few hash lookups: cheaper than the trip to the blocking pool.
-            let keys = self.engine.select(&sel, t0, t1);
-            return async move { Ok(keys) }.boxed();
-        }
-        self.run(move |e| Ok(e.select(&sel, t0, t1)))
+        let all = self.select_first(sel, t0, t1, usize::MAX);
+        async move { Ok(all.await?.0) }.boxed()
     }
 
     fn select_first(
@@ -110,10 +106,17 @@ impl Backend for EmbeddedBackend {
         t1: i64,
         limit: usize,
     ) -> BackendFuture<'_, (Vec<SeriesKey>, u64)> {
-        self.run(move |e| {
+        let fast = exact(&sel);
+        let select = move |e: &Engine| {
             let (keys, total) = e.select_first(&sel, t0, t1, limit);
-            Ok((keys, total as u64))
-        })
+            (keys, total as u64)
+        };
+        if fast {
+            // A few hash lookups: cheaper than the trip to the blocking pool.
+            let found = select(&self.engine);
+            return async move { Ok(found) }.boxed();
+        }
+        self.run(move |e| Ok(select(e)))
     }
 
     fn names(
