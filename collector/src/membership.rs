@@ -180,38 +180,32 @@ impl Membership {
         tracing::info!(me = %self.me, path, sequence = %seq, "registered as a collector member");
         self.connected.store(true, Ordering::Relaxed);
         let mut state = client.state_watcher();
-        loop {
-            let (children, watcher) = client.list_and_watch_children(path).await?;
-            let mut members = Vec::with_capacity(children.len());
-            for child in children {
-                match client.get_data(&format!("{path}/{child}")).await {
-                    Ok((data, _)) => members.push(String::from_utf8_lossy(&data).into_owned()),
-                    Err(zk::Error::NoNode) => {}
-                    Err(e) => return Err(e),
-                }
-            }
-            self.set_members(members);
-            let changed = watcher.changed();
-            tokio::pin!(changed);
+        let members = serverset::follow(&client, path, shutdown, |found| {
+            let found = found.unwrap_or_default().into_iter();
+            self.set_members(
+                found
+                    .map(|(_, data)| String::from_utf8_lossy(&data).into_owned())
+                    .collect(),
+            )
+        });
+        let session = async {
             loop {
-                tokio::select! {
-                    _ = &mut changed => break,
-                    s = state.changed() => {
-                        match s {
-                            zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
-                                self.connected.store(true, Ordering::Relaxed);
-                            }
-                            zk::SessionState::Disconnected => {
-                                self.connected.store(false, Ordering::Relaxed);
-                            }
-                            zk::SessionState::Expired | zk::SessionState::AuthFailed | zk::SessionState::Closed => {
-                                return Err(zk::Error::SessionExpired);
-                            }
-                        }
+                match state.changed().await {
+                    zk::SessionState::SyncConnected | zk::SessionState::ConnectedReadOnly => {
+                        self.connected.store(true, Ordering::Relaxed);
                     }
-                    _ = shutdown.cancelled() => return Ok(()),
+                    zk::SessionState::Disconnected => {
+                        self.connected.store(false, Ordering::Relaxed);
+                    }
+                    zk::SessionState::Expired
+                    | zk::SessionState::AuthFailed
+                    | zk::SessionState::Closed => return Err(zk::Error::SessionExpired),
                 }
             }
+        };
+        tokio::select! {
+            ended = members => ended,
+            ended = session => ended,
         }
     }
 }

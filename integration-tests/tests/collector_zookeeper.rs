@@ -169,19 +169,6 @@ async fn scraped(c: &Running) -> BTreeSet<String> {
         .unwrap_or_default()
 }
 
-async fn ensure(client: &zk::Client, path: &str) {
-    let opts = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let mut at = String::new();
-    for part in path.split('/').filter(|p| !p.is_empty()) {
-        at.push('/');
-        at.push_str(part);
-        match client.create(&at, &[], &opts).await {
-            Ok(_) | Err(zk::Error::NodeExists) => {}
-            Err(e) => panic!("create {at}: {e}"),
-        }
-    }
-}
-
 fn member(port: u16, admin: SocketAddr, status: &str) -> Vec<u8> {
     format!(
         r#"{{"serviceEndpoint":{{"host":"127.0.0.1","port":{port}}},"additionalEndpoints":{{"admin":{{"host":"{}","port":{}}},"http":{{"host":"127.0.0.1","port":{port}}}}},"status":"{status}","shard":0}}"#,
@@ -222,7 +209,7 @@ async fn server_set_members_appear_and_vanish_and_scraping_follows() {
     let client = zk::Client::connect(&zookeeper.connect_string())
         .await
         .unwrap();
-    ensure(&client, set).await;
+    serverset::ensure_path(&client, set).await.unwrap();
     let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     for (i, s) in servers.iter().enumerate() {
         client
@@ -475,7 +462,7 @@ async fn storage_frontends_follow_their_server_set() {
         .await
         .unwrap();
     let set = "/aerie/storage/members";
-    ensure(&client, set).await;
+    serverset::ensure_path(&client, set).await.unwrap();
     let opts = zk::CreateMode::Ephemeral.with_acls(zk::Acls::anyone_all());
     let storage_member = |grpc: &str| {
         let addr: SocketAddr = grpc.trim_start_matches("http://").parse().unwrap();
