@@ -10,6 +10,7 @@ use query_lang::ops::{self, Delta};
 use storage_frontend::EmbeddedBackend;
 use storage_frontend::backend::{Backend, Batch};
 use storage_frontend::fragment::{self, FragmentSpec, OverTime};
+use test_support::Rng;
 use tsdb::{KeyPart, ManualClock, Options, Partial, Sample, Selector, SeriesKey, StepAgg};
 
 const MIN: i64 = 60_000;
@@ -17,25 +18,10 @@ const NOW: i64 = 1_796_040_000_000;
 const SERIES: usize = 10_000;
 const STEPS: i64 = 24;
 
-/// A small deterministic generator (xorshift64*), so a case is its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 /// Counters with random increments, occasional resets, jittered timestamps and
 /// missing samples, over `SERIES` series of `services` services.
 fn generate(seed: u64, services: u64, start: i64) -> Vec<(SeriesKey, Vec<Sample>)> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     (0..SERIES)
         .map(|i| {
             let key = SeriesKey::new(

@@ -10,6 +10,7 @@ use query_lang::ops::{self, Delta};
 use storage_frontend::EmbeddedBackend;
 use storage_frontend::backend::{Backend, BackendFuture, Batch};
 use storage_frontend::fragment::{self, Answer, FragmentSpec, OverTime};
+use test_support::Rng;
 use tsdb::{
     AppendReport, Fragment, FragmentResult, KeyPart, ManualClock, Options, Sample, Selector,
     SeriesKey, StepAgg,
@@ -61,22 +62,10 @@ impl Backend for OneByOne {
     }
 }
 
-/// xorshift64*, so that the data is its seed.
-struct Rng(u64);
-
-impl Rng {
-    fn below(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) % n
-    }
-}
-
 /// Counters and gauges of 3 services with missed scrapes, restarts, jitter and
 /// gaps, over the 10 hours before `NOW`.
 fn data(seed: u64) -> Vec<(SeriesKey, Vec<Sample>)> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     (0..120)
         .map(|i| {
             let key = SeriesKey::new(format!("svc{}", i % 3), format!("h{i}"), "m");
