@@ -372,8 +372,8 @@ fn name_arg(e: &Expr) -> Result<&str, PlanError> {
 }
 
 /// `f` fused into `input` when it is a fragment that only selects (and the
-/// options allow it); otherwise `node` (the same function) over `input`.
-fn over_time(input: T, f: OverTime, node: Node, opts: PlanOptions) -> T {
+/// options allow it); otherwise its node over `input`.
+fn over_time(input: T, f: OverTime, opts: PlanOptions) -> T {
     match input {
         T::Frag(mut frag)
             if opts.pushdown
@@ -385,7 +385,17 @@ fn over_time(input: T, f: OverTime, node: Node, opts: PlanOptions) -> T {
             frag.over_time = Some(f);
             T::Frag(frag)
         }
-        input => one(node, input),
+        input => {
+            let node = match f {
+                OverTime::Delta(func) => Node::Delta { func, input: 0 },
+                OverTime::Moving { window, agg } => Node::Moving {
+                    window,
+                    agg,
+                    input: 0,
+                },
+            };
+            one(node, input)
+        }
     }
 }
 
@@ -456,26 +466,15 @@ fn lower(e: &Expr, opts: PlanOptions) -> Result<T, PlanError> {
                         Func::Increase => Delta::Increase,
                         _ => Delta::Derivative,
                     };
-                    let node = Node::Delta { func: d, input: 0 };
-                    Ok(over_time(
-                        lower(arg(0)?, opts)?,
-                        OverTime::Delta(d),
-                        node,
-                        opts,
-                    ))
+                    Ok(over_time(lower(arg(0)?, opts)?, OverTime::Delta(d), opts))
                 }
                 Func::Integral => Ok(one(Node::Integral { input: 0 }, lower(arg(0)?, opts)?)),
                 Func::Moving => {
                     let window = duration_arg(arg(1)?)?;
                     let agg =
                         WindowAgg::from_name(name_arg(arg(2)?)?).ok_or_else(|| unchecked(e))?;
-                    let node = Node::Moving {
-                        window,
-                        agg,
-                        input: 0,
-                    };
                     let f = OverTime::Moving { window, agg };
-                    Ok(over_time(lower(arg(0)?, opts)?, f, node, opts))
+                    Ok(over_time(lower(arg(0)?, opts)?, f, opts))
                 }
                 Func::Downsample => {
                     let per_step =
