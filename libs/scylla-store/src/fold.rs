@@ -342,29 +342,29 @@ mod tests {
                 out.push((p.first().map_or(0, |x| x.0) + 1, 1e9));
             };
             for each in [None, Some(&delta as &dyn SeriesFn)] {
-            let mut want = match each {
-                None => engine.aggregate(&f).unwrap(),
-                Some(each) => engine.aggregate_each(&f, each).unwrap(),
-            };
-            // `FragmentResult` documents groups sorted by key; the engine
-            // lists them in first-seen order, so compare sorted.
-            want.groups.sort_by(|a, b| a.key.cmp(&b.key));
-            let got = aggregate_samples(&f, each, data.iter().map(|(k, s)| (k, s.as_slice()))).unwrap();
-            prop_assert_eq!(got.series, want.series);
-            prop_assert_eq!(got.groups.len(), want.groups.len());
-            for (g, w) in got.groups.iter().zip(&want.groups) {
-                prop_assert_eq!(&g.key, &w.key);
-                prop_assert_eq!(g.points.len(), w.points.len());
-                for ((gt, gp), (wt, wp)) in g.points.iter().zip(&w.points) {
-                    prop_assert_eq!(gt, wt);
-                    prop_assert_eq!(gp.count, wp.count);
-                    prop_assert_eq!(gp.last_ts, wp.last_ts);
-                    prop_assert_eq!(gp.last.to_bits(), wp.last.to_bits());
-                    prop_assert_eq!(gp.min.to_bits(), wp.min.to_bits());
-                    prop_assert_eq!(gp.max.to_bits(), wp.max.to_bits());
-                    prop_assert!((gp.sum - wp.sum).abs() <= 1e-6 * (1.0 + wp.sum.abs()));
+                let mut want = match each {
+                    None => engine.aggregate(&f).unwrap(),
+                    Some(each) => engine.aggregate_each(&f, each).unwrap(),
+                };
+                // `FragmentResult` documents groups sorted by key; the engine
+                // lists them in first-seen order, so compare sorted.
+                want.groups.sort_by(|a, b| a.key.cmp(&b.key));
+                let got = aggregate_samples(&f, each, data.iter().map(|(k, s)| (k, s.as_slice()))).unwrap();
+                prop_assert_eq!(got.series, want.series);
+                prop_assert_eq!(got.groups.len(), want.groups.len());
+                for (g, w) in got.groups.iter().zip(&want.groups) {
+                    prop_assert_eq!(&g.key, &w.key);
+                    prop_assert_eq!(g.points.len(), w.points.len());
+                    for ((gt, gp), (wt, wp)) in g.points.iter().zip(&w.points) {
+                        prop_assert_eq!(gt, wt);
+                        prop_assert_eq!(gp.count, wp.count);
+                        prop_assert_eq!(gp.last_ts, wp.last_ts);
+                        prop_assert_eq!(gp.last.to_bits(), wp.last.to_bits());
+                        prop_assert_eq!(gp.min.to_bits(), wp.min.to_bits());
+                        prop_assert_eq!(gp.max.to_bits(), wp.max.to_bits());
+                        prop_assert!((gp.sum - wp.sum).abs() <= 1e-6 * (1.0 + wp.sum.abs()));
+                    }
                 }
-            }
             }
         }
     }
