@@ -5,6 +5,8 @@
 //! ```text
 //! "AERIEBK1"
 //! data:   per series: raw chunk | rollup 5m | rollup 1h
+//!         (a raw chunk of short decimals has its values coded against its
+//!         5m rollup, see `cells`: reading it reads that rollup too)
 //! index:  u64 seq | zz start | zz end | u8 level
 //!         3 symbol tables (uvarint n, n x str)
 //!         uvarint n x (uvarint svc, src, met, zz min_t, zz max_t, uvarint count,
@@ -26,9 +28,11 @@ use std::path::{Path, PathBuf};
 
 use memmap2::Mmap;
 
+use crate::cells;
 use crate::codec::{
-    decode_chunk, decode_values, encode_chunk, encode_values, get_uvarint, get_varint, put_uvarint,
-    put_varint,
+    DecodeError, MODE_CELLS, POW10, decode_chunk, decode_mantissas, decode_timestamps,
+    decode_values, encode_chunk, encode_timestamps, encode_values, get_uvarint, get_varint,
+    put_uvarint, put_varint, rounded, skip_timestamps,
 };
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
@@ -117,29 +121,51 @@ pub(crate) fn bucket_label(ts: i64, w: i64) -> i64 {
         .saturating_mul(w)
 }
 
-/// Computes rollup buckets of a sorted run into `r` (cleared first). The
-/// label is divided out only when a sample leaves the current bucket.
-pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
-    r.clear();
+/// Hands each rollup bucket of the sorted run `ts` to `f` as the range
+/// `start..end` of its samples and its label, stopping at the first error.
+/// The label is divided out only when a sample leaves the current bucket.
+#[inline]
+pub(crate) fn for_each_bucket<E>(
+    ts: &[i64],
+    w: i64,
+    mut f: impl FnMut(usize, usize, i64) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let mut end = i64::MIN;
-    for (&t, &v) in ts.iter().zip(vals) {
+    let mut start = 0;
+    for (i, &t) in ts.iter().enumerate() {
         if t > end || t <= end.saturating_sub(w) {
+            if i > 0 {
+                f(start, i, end)?;
+            }
             end = bucket_label(t, w);
-            r.labels.push(end);
-            r.count.push(1.0);
-            r.sum.push(v);
-            r.min.push(v);
-            r.max.push(v);
-            r.last.push(v);
-        } else {
-            let i = r.labels.len() - 1;
-            r.count[i] += 1.0;
-            r.sum[i] += v;
-            r.min[i] = r.min[i].min(v);
-            r.max[i] = r.max[i].max(v);
-            r.last[i] = v;
+            start = i;
         }
     }
+    if ts.is_empty() {
+        return Ok(());
+    }
+    f(start, ts.len(), end)
+}
+
+/// Computes rollup buckets of a sorted run into `r` (cleared first).
+pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
+    r.clear();
+    let _ = for_each_bucket(ts, w, |a, b, label| {
+        let v = &vals[a..b];
+        let (mut sum, mut mn, mut mx) = (v[0], v[0], v[0]);
+        for &x in &v[1..] {
+            sum += x;
+            mn = mn.min(x);
+            mx = mx.max(x);
+        }
+        r.labels.push(label);
+        r.count.push(v.len() as f64);
+        r.sum.push(sum);
+        r.min.push(mn);
+        r.max.push(mx);
+        r.last.push(v[v.len() - 1]);
+        Ok::<(), ()>(())
+    });
 }
 
 /// Marks a rollup column stored as "equal to `last` except at these
@@ -177,17 +203,58 @@ fn decode_column(
     n: usize,
     last: &[f64],
     out: &mut Vec<f64>,
-) -> std::result::Result<(), crate::codec::DecodeError> {
-    use crate::codec::DecodeError;
+) -> std::result::Result<(), DecodeError> {
     if buf.get(*pos) != Some(&LIKE_LAST) {
         return decode_values(buf, pos, n, out);
     }
-    *pos += 1;
-    if last.len() != n {
-        return Err(DecodeError("rollup column and labels differ in length"));
-    }
     let start = out.len();
     out.extend_from_slice(last);
+    like_last_exceptions(buf, pos, n, last.len(), |i, v| out[start + i] = v)
+}
+
+/// Reads a column written by [`encode_column`] as mantissas at `scale`
+/// (see [`decode_mantissas`]), for buckets whose last are the mantissas
+/// `last` at `last_scale` (not below `scale`).
+fn decode_column_mantissas(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    (scale, last_scale): (usize, usize),
+    last: &[i64],
+    out: &mut Vec<i64>,
+) -> std::result::Result<(), DecodeError> {
+    if buf.get(*pos) != Some(&LIKE_LAST) {
+        return decode_mantissas(buf, pos, n, scale, out);
+    }
+    let start = out.len();
+    if scale == last_scale {
+        out.extend_from_slice(last);
+    } else {
+        // Where the column is its bucket's last, the last is a whole
+        // multiple of the scales' ratio.
+        let ratio = (POW10[last_scale.saturating_sub(scale)] as i64).max(1);
+        out.extend(last.iter().map(|&m| m / ratio));
+    }
+    let p = POW10[scale];
+    like_last_exceptions(buf, pos, n, last.len(), |i, v| {
+        out[start + i] = rounded(v * p) as i64
+    })
+}
+
+/// Reads the exceptions of a "like last" column at `*pos` (its marker
+/// byte) for `n` buckets, `have` of them in `last`, handing each to `set`
+/// with its index.
+fn like_last_exceptions(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    have: usize,
+    mut set: impl FnMut(usize, f64),
+) -> std::result::Result<(), DecodeError> {
+    *pos += 1;
+    if have != n {
+        return Err(DecodeError("rollup column and labels differ in length"));
+    }
     let k = get_uvarint(buf, pos)?;
     let mut i = 0usize;
     for _ in 0..k {
@@ -196,11 +263,13 @@ fn decode_column(
             .get(*pos..*pos + 8)
             .ok_or(DecodeError("rollup exception past end"))?;
         *pos += 8;
-        let slot = out
-            .get_mut(start + i)
-            .filter(|_| i < n)
-            .ok_or(DecodeError("rollup exception index out of range"))?;
-        *slot = f64::from_bits(u64::from_le_bytes(bytes.try_into().expect("8 bytes")));
+        if i >= n {
+            return Err(DecodeError("rollup exception index out of range"));
+        }
+        set(
+            i,
+            f64::from_bits(u64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
+        );
     }
     Ok(())
 }
@@ -242,6 +311,7 @@ pub(crate) struct BlockWriter {
     /// Reused between series: rollup buckets and one encoded column.
     rollup: Rollup,
     col: Vec<u8>,
+    cells: cells::Scratch,
 }
 
 /// File name of block `seq` in `dir`.
@@ -273,6 +343,7 @@ impl BlockWriter {
             scratch: Vec::new(),
             rollup: Rollup::default(),
             col: Vec::new(),
+            cells: cells::Scratch::default(),
         };
         w.file
             .write_all(MAGIC)
@@ -299,13 +370,28 @@ impl BlockWriter {
             self.syms[1].id(key[1]),
             self.syms[2].id(key[2]),
         ];
+        // The 5-minute rollup comes first: the raw values are coded against it.
+        let r = &mut self.rollup;
+        compute_rollup(ts, vals, ROLLUP_WIDTHS[0], r);
         self.scratch.clear();
-        encode_chunk(ts, vals, &mut self.scratch);
+        encode_timestamps(ts, &mut self.scratch);
+        if !cells::encode(
+            ts,
+            vals,
+            r,
+            ROLLUP_WIDTHS[0],
+            &mut self.cells,
+            &mut self.scratch,
+        ) {
+            encode_values(vals, &mut self.scratch);
+        }
         let raw = self.put()?;
         let mut offs = [raw, (0, 0), (0, 0)];
         for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
             let r = &mut self.rollup;
-            compute_rollup(ts, vals, w, r);
+            if k > 0 {
+                compute_rollup(ts, vals, w, r);
+            }
             self.scratch.clear();
             let col = &mut self.col;
             col.clear();
@@ -535,11 +621,71 @@ impl Block {
         }
     }
 
-    /// Decodes a series' raw samples.
-    pub fn raw(&self, e: &Entry, ts: &mut Vec<i64>, vals: &mut Vec<f64>) -> Result<()> {
+    /// Decodes a series' raw samples (`sc` holds the 5-minute rollup they
+    /// may be coded against).
+    pub fn raw(
+        &self,
+        e: &Entry,
+        sc: &mut cells::Scratch,
+        ts: &mut Vec<i64>,
+        vals: &mut Vec<f64>,
+    ) -> Result<()> {
+        let buf = self.slice(e.raw);
+        let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
         let mut pos = 0;
-        decode_chunk(self.slice(e.raw), &mut pos, ts, vals)
-            .map_err(|err| self.corrupt(&err.to_string()))
+        let start = ts.len();
+        decode_timestamps(buf, &mut pos, ts).map_err(err)?;
+        let n = ts.len() - start;
+        if n == 0 {
+            return Ok(());
+        }
+        if buf.get(pos) != Some(&MODE_CELLS) {
+            return decode_values(buf, &mut pos, n, vals).map_err(err);
+        }
+        let scale = usize::from(*buf.get(pos + 1).unwrap_or(&0)).min(9);
+        self.rollup_mantissas(e, 0, scale, &mut sc.cols)?;
+        cells::decode(buf, &mut pos, &ts[start..], sc, vals).map_err(err)
+    }
+
+    /// Decodes the count, last, sum, min and max of a series' rollup of
+    /// width `ROLLUP_WIDTHS[k]` as the mantissas at `scale` (the count as
+    /// an integer) into `out`, in that order.
+    pub fn rollup_mantissas(
+        &self,
+        e: &Entry,
+        k: usize,
+        scale: usize,
+        out: &mut [Vec<i64>; 5],
+    ) -> Result<()> {
+        let buf = self.slice(e.rollups[k]);
+        let err = |d: DecodeError| self.corrupt(&d.to_string());
+        for c in out.iter_mut() {
+            c.clear();
+        }
+        let [count, last, sum, min, max] = out;
+        let mut pos = 0;
+        let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
+        let head = buf
+            .get(pos..pos + len)
+            .ok_or_else(|| self.corrupt("rollup truncated"))?;
+        let mut p = 0;
+        let n = skip_timestamps(head, &mut p).map_err(err)?;
+        if n > 0 {
+            decode_mantissas(head, &mut p, n, scale, last).map_err(err)?;
+        }
+        pos += len;
+        for (s, col) in [(0, count), (scale, sum), (scale, min), (scale, max)] {
+            let s = (s, scale);
+            let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
+            let c = buf
+                .get(pos..pos + len)
+                .ok_or_else(|| self.corrupt("rollup truncated"))?;
+            if n > 0 {
+                decode_column_mantissas(c, &mut 0, n, s, last, col).map_err(err)?;
+            }
+            pos += len;
+        }
+        Ok(())
     }
 
     /// Decodes a series' rollup of width `ROLLUP_WIDTHS[k]`.
@@ -643,7 +789,9 @@ mod tests {
         ub.block.bind(&[9, 4]);
         let e = *ub.block.entry(9).unwrap();
         let (mut t2, mut v2) = (Vec::new(), Vec::new());
-        ub.block.raw(&e, &mut t2, &mut v2).unwrap();
+        ub.block
+            .raw(&e, &mut cells::Scratch::default(), &mut t2, &mut v2)
+            .unwrap();
         assert_eq!((t2, v2), (ts.clone(), vals.clone()));
         let mut r = Rollup::default();
         let cols = Columns {

@@ -12,6 +12,7 @@
 //!             | 3 Near:  u8 scale, u8 order, zz m0, uvarint bits, packed stream,
 //!                        uvarint bits, packed ULP residuals (order 0)
 //!             | 4 Pack:  u8 scale, u8 order, zz m0, uvarint bits, packed stream
+//!             | 5 Cells: against the 5m rollup, see `cells` (raw chunks in blocks)
 //! packed = per block of 32 residuals: 7-bit width W | dod(block min - previous
 //!          block min) | 32 x W bits of (residual - block min)
 //! ```
@@ -43,6 +44,9 @@ const MODE_INT: u8 = 1;
 const MODE_XOR: u8 = 2;
 const MODE_NEAR: u8 = 3;
 const MODE_PACK: u8 = 4;
+/// Raw values coded against their 5-minute rollup cells (`crate::cells`);
+/// only a block's raw chunk holds it, and only the block can decode it.
+pub(crate) const MODE_CELLS: u8 = 5;
 /// Most samples a chunk may declare (a day at 5 ms resolution); a larger
 /// count is garbage.
 const MAX_REGULAR_RUN: usize = 1 << 24;
@@ -51,7 +55,7 @@ const PACK_BLOCK: usize = 32;
 /// Largest distance in ULPs the Near encoding accepts.
 const MAX_NEAR_ULPS: i64 = 1 << 12;
 const MAX_SCALE: usize = 9;
-const POW10: [f64; MAX_SCALE + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
+pub(crate) const POW10: [f64; MAX_SCALE + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const MAX_MANTISSA: i64 = 1 << 53;
 
 // ---------------------------------------------------------------- varints
@@ -96,7 +100,7 @@ pub fn get_varint(buf: &[u8], pos: &mut usize) -> Result<i64, DecodeError> {
     get_uvarint(buf, pos).map(unzigzag)
 }
 
-fn get_u8(buf: &[u8], pos: &mut usize) -> Result<u8, DecodeError> {
+pub(crate) fn get_u8(buf: &[u8], pos: &mut usize) -> Result<u8, DecodeError> {
     let b = *buf.get(*pos).ok_or(DecodeError("byte past end"))?;
     *pos += 1;
     Ok(b)
@@ -108,7 +112,7 @@ fn get_u64(buf: &[u8], pos: &mut usize) -> Result<u64, DecodeError> {
     Ok(u64::from_le_bytes(s.try_into().expect("8 bytes")))
 }
 
-fn get_stream<'a>(buf: &'a [u8], pos: &mut usize) -> Result<BitReader<'a>, DecodeError> {
+pub(crate) fn get_stream<'a>(buf: &'a [u8], pos: &mut usize) -> Result<BitReader<'a>, DecodeError> {
     let bits = get_uvarint(buf, pos)?;
     let nbytes = bits.div_ceil(8) as usize;
     let s = buf
@@ -118,7 +122,7 @@ fn get_stream<'a>(buf: &'a [u8], pos: &mut usize) -> Result<BitReader<'a>, Decod
     Ok(BitReader::with_len(s, bits))
 }
 
-fn put_stream(out: &mut Vec<u8>, w: &BitWriter) {
+pub(crate) fn put_stream(out: &mut Vec<u8>, w: &BitWriter) {
     put_uvarint(out, w.len_bits());
     out.extend_from_slice(w.bytes());
 }
@@ -209,25 +213,38 @@ impl Adaptive {
     }
 }
 
+/// `x` rounded to an integer. Adding and taking away 1.5 * 2^52 does it in
+/// two instructions (`f64::round` is a libm call on baseline x86-64); a tie
+/// may go to even, but no tie is ever an exact mantissa.
+#[inline(always)]
+pub(crate) fn rounded(x: f64) -> f64 {
+    const SHIFT: f64 = 6_755_399_441_055_744.0;
+    if x.abs() < (1u64 << 51) as f64 {
+        (x + SHIFT) - SHIFT
+    } else {
+        x.round()
+    }
+}
+
 /// The integer `m` nearest to `v * 10^scale`, for finite `v` with `|m| < 2^53`.
 #[inline]
-fn nearest_mantissa(v: f64, scale: usize) -> Option<i64> {
+pub(crate) fn nearest_mantissa(v: f64, scale: usize) -> Option<i64> {
     if !v.is_finite() {
         return None;
     }
-    let m = (v * POW10[scale]).round();
+    let m = rounded(v * POW10[scale]);
     (m.abs() < MAX_MANTISSA as f64).then_some(m as i64)
 }
 
 /// The mantissa of `v` at `scale` if `v == m / 10^scale` bit-exactly.
 #[inline]
-fn mantissa(v: f64, scale: usize) -> Option<i64> {
+pub(crate) fn mantissa(v: f64, scale: usize) -> Option<i64> {
     let m = nearest_mantissa(v, scale)?;
     (from_mantissa(m, scale).to_bits() == v.to_bits()).then_some(m)
 }
 
 #[inline]
-fn from_mantissa(m: i64, scale: usize) -> f64 {
+pub(crate) fn from_mantissa(m: i64, scale: usize) -> f64 {
     if scale == 0 {
         m as f64
     } else {
@@ -236,20 +253,27 @@ fn from_mantissa(m: i64, scale: usize) -> f64 {
 }
 
 /// The smallest decimal scale at which every value is an exact mantissa.
-fn common_scale(vals: &[f64]) -> Option<usize> {
+pub(crate) fn common_scale(vals: &[f64]) -> Option<usize> {
     let mut scale = 0;
-    for &v in vals {
+    let mut raised_at = 0;
+    for (i, &v) in vals.iter().enumerate() {
         loop {
             if mantissa(v, scale).is_some() {
                 break;
             }
             scale += 1;
+            raised_at = i;
             if scale > MAX_SCALE {
                 return None;
             }
         }
     }
-    Some(scale)
+    // A value taken at a smaller scale may not be one at the final scale
+    // (its mantissa there is too large): check those again.
+    vals[..raised_at]
+        .iter()
+        .all(|&v| mantissa(v, scale).is_some())
+        .then_some(scale)
 }
 
 /// The mantissa at `scale` nearest to `v` and `v`'s distance from it in ULPs
@@ -317,7 +341,7 @@ fn block_bits(lo: i64, hi: i64, prev_min: i64, n: u64) -> u64 {
 }
 
 /// Frame-of-reference bit packing of `res` in blocks of [`PACK_BLOCK`].
-fn pack(res: &[i64]) -> BitWriter {
+pub(crate) fn pack(res: &[i64]) -> BitWriter {
     let mut w = BitWriter::new();
     let mut prev_min = 0i64;
     for block in res.chunks(PACK_BLOCK) {
@@ -338,7 +362,11 @@ fn pack(res: &[i64]) -> BitWriter {
 }
 
 /// Reads `n` residuals written by [`pack`].
-fn unpack(r: &mut BitReader<'_>, n: usize, out: &mut Vec<i64>) -> Result<(), DecodeError> {
+pub(crate) fn unpack(
+    r: &mut BitReader<'_>,
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
     out.clear();
     out.reserve(n);
     unpack_with(r, n, |v| out.push(v))
@@ -551,6 +579,15 @@ pub fn encode_chunk(ts: &[i64], vals: &[f64], out: &mut Vec<u8>) {
         vals.len(),
         "timestamps and values differ in length"
     );
+    encode_timestamps(ts, out);
+    if !ts.is_empty() {
+        encode_values(vals, out);
+    }
+}
+
+/// Encodes the timestamp part of a sealed chunk (the count, then the
+/// times); a value block follows it unless the chunk is empty.
+pub fn encode_timestamps(ts: &[i64], out: &mut Vec<u8>) {
     put_uvarint(out, ts.len() as u64);
     if ts.is_empty() {
         return;
@@ -563,7 +600,6 @@ pub fn encode_chunk(ts: &[i64], vals: &[f64], out: &mut Vec<u8>) {
         if ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == d) {
             put_uvarint(out, 0);
             put_varint(out, d);
-            encode_values(vals, out);
             return;
         }
     }
@@ -577,7 +613,6 @@ pub fn encode_chunk(ts: &[i64], vals: &[f64], out: &mut Vec<u8>) {
         prev_delta = d;
     }
     put_stream(out, &w);
-    encode_values(vals, out);
 }
 
 /// Encodes a value column (the value block of a chunk) choosing the
@@ -634,6 +669,37 @@ pub fn decode_chunk(
     ts: &mut Vec<i64>,
     vals: &mut Vec<f64>,
 ) -> Result<(), DecodeError> {
+    let start = ts.len();
+    decode_timestamps(buf, pos, ts)?;
+    let n = ts.len() - start;
+    if n == 0 {
+        return Ok(());
+    }
+    decode_values(buf, pos, n, vals)
+}
+
+/// Steps over the timestamp part written by [`encode_timestamps`] without
+/// decoding it; returns its count.
+pub(crate) fn skip_timestamps(buf: &[u8], pos: &mut usize) -> Result<usize, DecodeError> {
+    let n = get_uvarint(buf, pos)? as usize;
+    if n == 0 {
+        return Ok(0);
+    }
+    get_varint(buf, pos)?;
+    let r = get_stream(buf, pos)?;
+    if n > 1 && r.remaining() == 0 {
+        get_varint(buf, pos)?;
+    }
+    Ok(n)
+}
+
+/// Decodes the timestamp part written by [`encode_timestamps`], appending
+/// to `ts`; the value block follows at `*pos` when any were appended.
+pub fn decode_timestamps(
+    buf: &[u8],
+    pos: &mut usize,
+    ts: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
     let n = get_uvarint(buf, pos)? as usize;
     if n == 0 {
         return Ok(());
@@ -655,7 +721,7 @@ pub fn decode_chunk(
             t = t.wrapping_add(d);
             ts.push(t);
         }
-        return decode_values(buf, pos, n, vals);
+        return Ok(());
     }
     ts.push(t0);
     let mut prev = t0;
@@ -666,7 +732,7 @@ pub fn decode_chunk(
         prev = prev.wrapping_add(delta);
         ts.push(prev);
     }
-    decode_values(buf, pos, n, vals)
+    Ok(())
 }
 
 /// Decodes a value column of `n` values written by [`encode_values`].
@@ -719,30 +785,87 @@ fn decode_packed(
     n: usize,
     vals: &mut Vec<f64>,
 ) -> Result<(), DecodeError> {
+    let (scale, order, m0, mut r) = packed_header(buf, pos)?;
+    vals.reserve(n);
+    unpack_mantissas(&mut r, order, m0, n, |m| vals.push(from_mantissa(m, scale)))
+}
+
+/// Reads the header of a Pack or Near mantissa part: scale, residual
+/// order, first mantissa and the packed stream.
+fn packed_header<'a>(
+    buf: &'a [u8],
+    pos: &mut usize,
+) -> Result<(usize, u8, i64, BitReader<'a>), DecodeError> {
     let scale = get_u8(buf, pos)? as usize;
     let order = get_u8(buf, pos)?;
     if scale > MAX_SCALE || order > 2 {
         return Err(DecodeError("bad packed encoding header"));
     }
     let m0 = get_varint(buf, pos)?;
-    let mut r = get_stream(buf, pos)?;
-    // Residuals become values as they are read: no residual buffer.
-    let rest = n.saturating_sub(1);
-    vals.reserve(n);
-    vals.push(from_mantissa(m0, scale));
+    Ok((scale, order, m0, get_stream(buf, pos)?))
+}
+
+/// Hands `n` mantissas of a packed stream of residuals of `order` after
+/// `m0` to `emit`, as they are read: no residual buffer.
+#[inline]
+fn unpack_mantissas(
+    r: &mut BitReader<'_>,
+    order: u8,
+    m0: i64,
+    n: usize,
+    mut emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if n == 0 {
+        return Ok(());
+    }
+    emit(m0);
+    let rest = n - 1;
     let (mut m, mut delta) = (m0, 0i64);
     match order {
-        0 => unpack_with(&mut r, rest, |x| vals.push(from_mantissa(x, scale))),
-        1 => unpack_with(&mut r, rest, |x| {
+        0 => unpack_with(r, rest, emit),
+        1 => unpack_with(r, rest, |x| {
             m = m.wrapping_add(x);
-            vals.push(from_mantissa(m, scale));
+            emit(m);
         }),
-        _ => unpack_with(&mut r, rest, |x| {
+        _ => unpack_with(r, rest, |x| {
             delta = delta.wrapping_add(x);
             m = m.wrapping_add(delta);
-            vals.push(from_mantissa(m, scale));
+            emit(m);
         }),
     }
+}
+
+/// Decodes a value column of `n` values written by [`encode_values`] as
+/// the integers nearest to `value * 10^scale`, appending them to `out`. A
+/// Pack or Near block at that scale hands over its mantissas as they are
+/// stored; any other goes through its values.
+pub(crate) fn decode_mantissas(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    scale: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
+    let start = *pos;
+    let mode = get_u8(buf, pos)?;
+    if mode == MODE_PACK || mode == MODE_NEAR {
+        let (s, order, m0, mut r) = packed_header(buf, pos)?;
+        if s == scale {
+            out.reserve(n);
+            unpack_mantissas(&mut r, order, m0, n, |m| out.push(m))?;
+            if mode == MODE_NEAR {
+                // The distances in ULPs do not change a nearest mantissa.
+                get_stream(buf, pos)?;
+            }
+            return Ok(());
+        }
+    }
+    *pos = start;
+    let mut vals = Vec::with_capacity(n);
+    decode_values(buf, pos, n, &mut vals)?;
+    let p = POW10[scale.min(MAX_SCALE)];
+    out.extend(vals.iter().map(|&v| rounded(v * p) as i64));
+    Ok(())
 }
 
 /// Decodes the mantissa part of an Int value block (adaptive widths): `n`
@@ -988,6 +1111,17 @@ mod tests {
 
     fn bits(v: &[f64]) -> Vec<u64> {
         v.iter().map(|x| x.to_bits()).collect()
+    }
+
+    #[test]
+    fn a_large_integer_beside_a_fine_decimal_has_no_common_scale() {
+        // 1e13 is a mantissa at scale 0 but not at scale 6 (past 2^53),
+        // where 1e-6 first is one: no scale serves both.
+        let vals = [1e13, 1e-6, 3.0];
+        assert_eq!(common_scale(&vals), None);
+        let ts = [1, 2, 3];
+        let (t2, v2, _) = round_trip(&ts, &vals);
+        assert_eq!((t2, bits(&v2)), (ts.to_vec(), bits(&vals)));
     }
 
     fn head_round_trip(ts: &[i64], vals: &[f64]) -> (Vec<i64>, Vec<f64>) {

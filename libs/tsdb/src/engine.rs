@@ -19,6 +19,7 @@ use fnv::{FnvHashMap, FnvHashSet};
 use parking_lot::{Mutex, RwLock};
 
 use crate::block::{Block, BlockMeta, BlockWriter, Columns, ROLLUP_WIDTHS, Rollup};
+use crate::cells;
 use crate::clock::{Clock, SystemClock};
 use crate::error::{Error, Result};
 use crate::head::{HeadPartition, SeriesBuf};
@@ -1350,6 +1351,8 @@ struct Scratch {
     ts: Vec<i64>,
     vals: Vec<f64>,
     rollup: Rollup,
+    /// What raw chunks coded against their rollup decode with.
+    cells: cells::Scratch,
     merged: Merged,
 }
 
@@ -1432,7 +1435,7 @@ fn fold_series<S: Steps>(
             None => {
                 sc.ts.clear();
                 sc.vals.clear();
-                b.raw(e, &mut sc.ts, &mut sc.vals)?;
+                b.raw(e, &mut sc.cells, &mut sc.ts, &mut sc.vals)?;
                 touched += sc.ts.len() as u64;
                 fold.run(&sc.ts, &sc.vals);
             }
@@ -1458,6 +1461,7 @@ struct Merged {
     vals: Vec<f64>,
     tmp_ts: Vec<i64>,
     tmp_vals: Vec<f64>,
+    cells: cells::Scratch,
 }
 
 impl Merged {
@@ -1468,7 +1472,7 @@ impl Merged {
     fn add_block(&mut self, b: &Block, e: &crate::block::Entry) -> Result<()> {
         self.tmp_ts.clear();
         self.tmp_vals.clear();
-        b.raw(e, &mut self.tmp_ts, &mut self.tmp_vals)?;
+        b.raw(e, &mut self.cells, &mut self.tmp_ts, &mut self.tmp_vals)?;
         let seq = b.meta.seq;
         self.items.extend(
             self.tmp_ts

@@ -31,6 +31,7 @@
 
 pub mod bits;
 mod block;
+mod cells;
 mod clock;
 pub mod codec;
 mod engine;
