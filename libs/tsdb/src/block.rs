@@ -14,8 +14,8 @@
 //! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
 //! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
-//! column: value block | 0x80 uvarint k, k x (uvarint index gap, u64 bits):
-//!         equal to last except at k buckets
+//! column: see `columns` (a value block, exceptions to last, or mantissas
+//!         less a prediction from last and count)
 //! ```
 //! Files are written to a temporary name, fsynced and renamed, so a block
 //! is either complete or absent. A block failing its checksums on open is
@@ -30,9 +30,12 @@ use memmap2::Mmap;
 
 use crate::cells;
 use crate::codec::{
-    DecodeError, MODE_CELLS, POW10, decode_chunk, decode_mantissas, decode_timestamps,
-    decode_values, encode_chunk, encode_timestamps, encode_values, get_uvarint, get_varint,
-    put_uvarint, put_varint, rounded, skip_timestamps,
+    DecodeError, MODE_CELLS, decode_chunk, decode_mantissas, decode_timestamps, decode_values,
+    encode_chunk, encode_timestamps, encode_values, get_uvarint, get_varint, put_uvarint,
+    put_varint, skip_timestamps,
+};
+use crate::columns::{
+    BY_LAST, BY_LAST_BEFORE, decode_column, decode_column_mantissas, encode_column,
 };
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
@@ -168,112 +171,6 @@ pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
     });
 }
 
-/// Marks a rollup column stored as "equal to `last` except at these
-/// buckets" (a counter's max, every column of a sparse series); value
-/// blocks start with a mode byte below it.
-const LIKE_LAST: u8 = 0x80;
-
-/// Writes a rollup column, as exceptions to `last` when they are rare.
-fn encode_column(col: &[f64], last: &[f64], out: &mut Vec<u8>) {
-    let differ = col
-        .iter()
-        .zip(last)
-        .filter(|(c, l)| c.to_bits() != l.to_bits())
-        .count();
-    if differ * 16 >= col.len() {
-        encode_values(col, out);
-        return;
-    }
-    out.push(LIKE_LAST);
-    put_uvarint(out, differ as u64);
-    let mut prev = 0usize;
-    for (i, (c, l)) in col.iter().zip(last).enumerate() {
-        if c.to_bits() != l.to_bits() {
-            put_uvarint(out, (i - prev) as u64);
-            out.extend_from_slice(&c.to_bits().to_le_bytes());
-            prev = i;
-        }
-    }
-}
-
-/// Reads a column written by [`encode_column`] for buckets with `last`.
-fn decode_column(
-    buf: &[u8],
-    pos: &mut usize,
-    n: usize,
-    last: &[f64],
-    out: &mut Vec<f64>,
-) -> std::result::Result<(), DecodeError> {
-    if buf.get(*pos) != Some(&LIKE_LAST) {
-        return decode_values(buf, pos, n, out);
-    }
-    let start = out.len();
-    out.extend_from_slice(last);
-    like_last_exceptions(buf, pos, n, last.len(), |i, v| out[start + i] = v)
-}
-
-/// Reads a column written by [`encode_column`] as mantissas at `scale`
-/// (see [`decode_mantissas`]), for buckets whose last are the mantissas
-/// `last` at `last_scale` (not below `scale`).
-fn decode_column_mantissas(
-    buf: &[u8],
-    pos: &mut usize,
-    n: usize,
-    (scale, last_scale): (usize, usize),
-    last: &[i64],
-    out: &mut Vec<i64>,
-) -> std::result::Result<(), DecodeError> {
-    if buf.get(*pos) != Some(&LIKE_LAST) {
-        return decode_mantissas(buf, pos, n, scale, out);
-    }
-    let start = out.len();
-    if scale == last_scale {
-        out.extend_from_slice(last);
-    } else {
-        // Where the column is its bucket's last, the last is a whole
-        // multiple of the scales' ratio.
-        let ratio = (POW10[last_scale.saturating_sub(scale)] as i64).max(1);
-        out.extend(last.iter().map(|&m| m / ratio));
-    }
-    let p = POW10[scale];
-    like_last_exceptions(buf, pos, n, last.len(), |i, v| {
-        out[start + i] = rounded(v * p) as i64
-    })
-}
-
-/// Reads the exceptions of a "like last" column at `*pos` (its marker
-/// byte) for `n` buckets, `have` of them in `last`, handing each to `set`
-/// with its index.
-fn like_last_exceptions(
-    buf: &[u8],
-    pos: &mut usize,
-    n: usize,
-    have: usize,
-    mut set: impl FnMut(usize, f64),
-) -> std::result::Result<(), DecodeError> {
-    *pos += 1;
-    if have != n {
-        return Err(DecodeError("rollup column and labels differ in length"));
-    }
-    let k = get_uvarint(buf, pos)?;
-    let mut i = 0usize;
-    for _ in 0..k {
-        i = i.saturating_add(get_uvarint(buf, pos)? as usize);
-        let bytes = buf
-            .get(*pos..*pos + 8)
-            .ok_or(DecodeError("rollup exception past end"))?;
-        *pos += 8;
-        if i >= n {
-            return Err(DecodeError("rollup exception index out of range"));
-        }
-        set(
-            i,
-            f64::from_bits(u64::from_le_bytes(bytes.try_into().expect("8 bytes"))),
-        );
-    }
-    Ok(())
-}
-
 #[derive(Debug, Default)]
 struct SymTable {
     map: HashMap<String, u32>,
@@ -398,9 +295,15 @@ impl BlockWriter {
             encode_chunk(&r.labels, &r.last, col);
             put_uvarint(&mut self.scratch, col.len() as u64);
             self.scratch.extend_from_slice(col);
-            for c in [&r.count, &r.sum, &r.min, &r.max] {
+            let near = &[BY_LAST, BY_LAST_BEFORE][..];
+            for (c, preds) in [
+                (&r.count, &[][..]),
+                (&r.sum, &[][..]),
+                (&r.min, near),
+                (&r.max, near),
+            ] {
                 col.clear();
-                encode_column(c, &r.last, col);
+                encode_column(c, preds, &r.last, col);
                 put_uvarint(&mut self.scratch, col.len() as u64);
                 self.scratch.extend_from_slice(col);
             }
@@ -674,18 +577,34 @@ impl Block {
             decode_mantissas(head, &mut p, n, scale, last).map_err(err)?;
         }
         pos += len;
-        for (s, col) in [(0, count), (scale, sum), (scale, min), (scale, max)] {
-            let s = (s, scale);
-            let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
-            let c = buf
-                .get(pos..pos + len)
-                .ok_or_else(|| self.corrupt("rollup truncated"))?;
-            if n > 0 {
-                decode_column_mantissas(c, &mut 0, n, s, last, col).map_err(err)?;
-            }
-            pos += len;
+        let parts = self.rollup_columns(buf, pos)?;
+        if n == 0 {
+            return Ok(());
+        }
+        for (part, s, col) in [
+            (0, 0, count),
+            (1, scale, sum),
+            (2, scale, min),
+            (3, scale, max),
+        ] {
+            decode_column_mantissas(parts[part], &mut 0, n, (s, scale), last, col).map_err(err)?;
         }
         Ok(())
+    }
+
+    /// The count, sum, min and max columns of a rollup whose first column
+    /// starts at `pos`.
+    fn rollup_columns<'a>(&self, buf: &'a [u8], mut pos: usize) -> Result<[&'a [u8]; 4]> {
+        let mut parts: [&[u8]; 4] = [&[]; 4];
+        for part in &mut parts {
+            let len =
+                get_uvarint(buf, &mut pos).map_err(|d| self.corrupt(&d.to_string()))? as usize;
+            *part = buf
+                .get(pos..pos + len)
+                .ok_or_else(|| self.corrupt("rollup truncated"))?;
+            pos += len;
+        }
+        Ok(parts)
     }
 
     /// Decodes a series' rollup of width `ROLLUP_WIDTHS[k]`.
@@ -701,21 +620,16 @@ impl Block {
         decode_chunk(head, &mut p, &mut out.labels, &mut out.last).map_err(err)?;
         pos += len;
         let n = out.labels.len();
-        for (want, col) in [
-            (cols.count, &mut out.count),
-            (cols.sum, &mut out.sum),
-            (cols.min, &mut out.min),
-            (cols.max, &mut out.max),
+        let parts = self.rollup_columns(buf, pos)?;
+        for (want, c, col) in [
+            (cols.count, parts[0], &mut out.count),
+            (cols.sum, parts[1], &mut out.sum),
+            (cols.min, parts[2], &mut out.min),
+            (cols.max, parts[3], &mut out.max),
         ] {
-            let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
             if want {
-                let mut p = 0;
-                let c = buf
-                    .get(pos..pos + len)
-                    .ok_or_else(|| self.corrupt("rollup truncated"))?;
-                decode_column(c, &mut p, n, &out.last, col).map_err(err)?;
+                decode_column(c, &mut 0, n, &out.last, col).map_err(err)?;
             }
-            pos += len;
         }
         Ok(())
     }
@@ -724,35 +638,6 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn columns_like_last_keep_their_exceptions() {
-        let last: Vec<f64> = (0..100).map(f64::from).collect();
-        let mut max = last.clone();
-        max[3] = 99.5;
-        max[97] = f64::NAN;
-        let mut buf = Vec::new();
-        encode_column(&max, &last, &mut buf);
-        assert_eq!(buf[0], LIKE_LAST);
-        assert!(buf.len() < 24, "{} bytes", buf.len());
-        let (mut out, mut pos) = (Vec::new(), 0);
-        decode_column(&buf, &mut pos, 100, &last, &mut out).unwrap();
-        assert_eq!(pos, buf.len());
-        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-        assert_eq!(bits(&out), bits(&max));
-        // An index past the column is corruption, not a panic.
-        let mut bad = vec![LIKE_LAST];
-        put_uvarint(&mut bad, 1);
-        put_uvarint(&mut bad, 100);
-        bad.extend_from_slice(&1f64.to_bits().to_le_bytes());
-        let mut pos = 0;
-        assert!(decode_column(&bad, &mut pos, 100, &last, &mut Vec::new()).is_err());
-        // Columns unlike last are plain value blocks.
-        let mut buf = Vec::new();
-        let other: Vec<f64> = last.iter().map(|v| v * 3.0).collect();
-        encode_column(&other, &last, &mut buf);
-        assert_ne!(buf[0], LIKE_LAST);
-    }
 
     #[test]
     fn labels_close_buckets_on_the_right() {

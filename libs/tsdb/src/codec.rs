@@ -279,7 +279,7 @@ pub(crate) fn common_scale(vals: &[f64]) -> Option<usize> {
 /// The mantissa at `scale` nearest to `v` and `v`'s distance from it in ULPs
 /// (same sign, finite, within [`MAX_NEAR_ULPS`]).
 #[inline]
-fn near_mantissa(v: f64, scale: usize) -> Option<(i64, i64)> {
+pub(crate) fn near_mantissa(v: f64, scale: usize) -> Option<(i64, i64)> {
     let m = nearest_mantissa(v, scale)?;
     let p = from_mantissa(m, scale);
     if (p.to_bits() ^ v.to_bits()) >> 63 != 0 {
@@ -788,6 +788,31 @@ fn decode_packed(
     let (scale, order, m0, mut r) = packed_header(buf, pos)?;
     vals.reserve(n);
     unpack_mantissas(&mut r, order, m0, n, |m| vals.push(from_mantissa(m, scale)))
+}
+
+/// Writes integers as Pack writes its mantissas after the scale byte:
+/// `u8 order | zz first | uvarint bits | packed residuals`, in the order of
+/// residuals (0, 1 or 2) that packs smallest.
+pub(crate) fn put_ints(ms: &[i64], out: &mut Vec<u8>) {
+    let (order, best) = best_pack(ms);
+    out.push(order);
+    put_varint(out, ms[0]);
+    put_stream(out, &best);
+}
+
+/// Reads `n` integers written by [`put_ints`], handing each to `emit`.
+pub(crate) fn get_ints(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    let order = get_u8(buf, pos)?;
+    if order > 2 {
+        return Err(DecodeError("bad packed integers header"));
+    }
+    let m0 = get_varint(buf, pos)?;
+    unpack_mantissas(&mut get_stream(buf, pos)?, order, m0, n, emit)
 }
 
 /// Reads the header of a Pack or Near mantissa part: scale, residual

@@ -34,6 +34,7 @@ mod block;
 mod cells;
 mod clock;
 pub mod codec;
+mod columns;
 mod engine;
 mod error;
 mod head;
