@@ -6,6 +6,7 @@ use std::pin::Pin;
 
 use anyhow::Context;
 use service_kit::Shutdown;
+use service_kit::host::loopback_if_any;
 use service_kit::shutdown::cancel_on_signals;
 
 use crate::cli::{Cli, Command};
@@ -165,14 +166,5 @@ fn print_banner(cfg: &FileConfig, services: &[Ready], all_in_one: bool) {
             "  curl 'http://{}/api/v1/query?query=ts(aerie,*,collector/scrapes)'",
             loopback_if_any(q.http)
         );
-    }
-}
-
-/// `0.0.0.0:7400` is not an address to connect to; show loopback instead.
-fn loopback_if_any(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
     }
 }

@@ -39,6 +39,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
+use service_kit::host::loopback_if_any;
 use service_kit::{App, Bound, ConfigError, ServeError, Shutdown, StatsReceiver};
 use tonic::service::Routes;
 
@@ -118,14 +119,6 @@ pub async fn bind_with_sinks(config: Config, sinks: Vec<Arc<dyn Sink>>) -> Resul
         router,
         components: Vec::new(),
     })
-}
-
-fn loopback_if_any(addr: SocketAddr) -> SocketAddr {
-    if addr.ip().is_unspecified() {
-        SocketAddr::from(([127, 0, 0, 1], addr.port()))
-    } else {
-        addr
-    }
 }
 
 /// The self-monitoring target of one component of this process.
@@ -258,9 +251,7 @@ impl Server {
             None
         } else {
             let id = if config.membership.id.is_empty() {
-                let host = std::env::var("HOSTNAME")
-                    .ok()
-                    .filter(|h| !h.is_empty())
+                let host = service_kit::host::machine_name()
                     .unwrap_or_else(|| loopback_if_any(bound.http_addr()).ip().to_string());
                 format!("{host}:{}", bound.http_addr().port())
             } else {

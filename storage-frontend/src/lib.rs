@@ -196,11 +196,9 @@ fn member(config: &Config, bound: &Bound) -> serverset::Member {
         config.announce_host.clone()
     } else {
         match config.common.listen_host.parse::<std::net::IpAddr>() {
-            Ok(ip) if ip.is_unspecified() => std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_string())
-                .ok()
-                .filter(|h| !h.is_empty())
-                .unwrap_or_else(|| "localhost".into()),
+            Ok(ip) if ip.is_unspecified() => {
+                service_kit::host::machine_name().unwrap_or_else(|| "localhost".into())
+            }
             _ => config.common.listen_host.clone(),
         }
     };

@@ -1,4 +1,5 @@
 //! What every Aerie server shares: layered config, logging, the admin HTTP endpoints,
+//! how this machine names itself to peers,
 //! the standard tower stacks for HTTP and gRPC, and SIGTERM/SIGINT drain.
 //!
 //! ```text
@@ -11,6 +12,7 @@
 
 pub mod admin;
 pub mod config;
+pub mod host;
 pub mod layers;
 pub mod logging;
 pub mod server;
