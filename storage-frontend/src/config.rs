@@ -134,6 +134,9 @@ pub struct EmbeddedConfig {
     pub index_gap: Duration,
     /// Threads one query uses; 0: one per core.
     pub read_threads: usize,
+    /// Code raw decimals in blocks against their 5-minute rollup: less than
+    /// half the disk for raw samples, twice the CPU to read them.
+    pub raw_against_rollup: bool,
     /// How often cold head partitions are sealed, blocks compacted and retention applied.
     #[serde(with = "humantime_serde")]
     pub maintenance_interval: Duration,
@@ -151,6 +154,7 @@ impl Default for EmbeddedConfig {
             compacted_partition: Duration::from_secs(86_400),
             index_gap: Duration::from_secs(3600),
             read_threads: 0,
+            raw_against_rollup: true,
             maintenance_interval: Duration::from_secs(60),
         }
     }
@@ -187,6 +191,7 @@ impl EmbeddedConfig {
             } else {
                 self.read_threads
             },
+            raw_against_rollup: self.raw_against_rollup,
             ..defaults
         }
     }

@@ -209,6 +209,8 @@ pub(crate) struct BlockWriter {
     rollup: Rollup,
     col: Vec<u8>,
     cells: cells::Scratch,
+    /// Whether raw decimals are coded against their 5-minute rollup.
+    pub raw_against_rollup: bool,
 }
 
 /// File name of block `seq` in `dir`.
@@ -241,6 +243,7 @@ impl BlockWriter {
             rollup: Rollup::default(),
             col: Vec::new(),
             cells: cells::Scratch::default(),
+            raw_against_rollup: true,
         };
         w.file
             .write_all(MAGIC)
@@ -272,14 +275,16 @@ impl BlockWriter {
         compute_rollup(ts, vals, ROLLUP_WIDTHS[0], r);
         self.scratch.clear();
         encode_timestamps(ts, &mut self.scratch);
-        if !cells::encode(
-            ts,
-            vals,
-            r,
-            ROLLUP_WIDTHS[0],
-            &mut self.cells,
-            &mut self.scratch,
-        ) {
+        if !self.raw_against_rollup
+            || !cells::encode(
+                ts,
+                vals,
+                r,
+                ROLLUP_WIDTHS[0],
+                &mut self.cells,
+                &mut self.scratch,
+            )
+        {
             encode_values(vals, &mut self.scratch);
         }
         let raw = self.put()?;

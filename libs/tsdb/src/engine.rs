@@ -59,6 +59,11 @@ pub struct Options {
     pub index_gap_ms: i64,
     /// Threads used by one query (default: available parallelism).
     pub read_threads: usize,
+    /// Blocks code raw decimals against their 5-minute rollup (`cells`;
+    /// default on): about 0.4 instead of 0.95 bytes a sample on fleet-shaped
+    /// data, for reads of raw samples that take about twice the CPU. Blocks
+    /// of either kind are read whatever this says.
+    pub raw_against_rollup: bool,
 }
 
 impl Default for Options {
@@ -76,6 +81,7 @@ impl Default for Options {
             read_threads: std::thread::available_parallelism()
                 .map(|n| n.get())
                 .unwrap_or(1),
+            raw_against_rollup: true,
         }
     }
 }
@@ -648,6 +654,7 @@ impl Engine {
                     level: 0,
                 };
                 let mut bw = BlockWriter::create(&self.blocks_dir, meta)?;
+                bw.raw_against_rollup = self.opts.raw_against_rollup;
                 let mut series: Vec<(SeriesId, &SeriesBuf)> = part.iter().collect();
                 series.sort_unstable_by_key(|s| s.0);
                 let (mut ts, mut vals) = (Vec::new(), Vec::new());
@@ -784,6 +791,7 @@ impl Engine {
                 level,
             };
             let mut bw = BlockWriter::create_named(&self.blocks_dir, meta, file_seq)?;
+            bw.raw_against_rollup = self.opts.raw_against_rollup;
             let mut merged = Merged::default();
             for (sid, key) in sids.iter().zip(&keys) {
                 merged.clear();

@@ -593,3 +593,33 @@ fn a_first_page_of_the_selection_is_its_head_in_key_order() {
         }
     }
 }
+
+#[test]
+fn raw_coded_against_rollups_or_not_reads_the_same() {
+    // A noisy two-decimal gauge: what the rollup leaves of it is small.
+    let rows: Vec<(i64, f64)> = (0..600)
+        .map(|i| (T0 + i * MIN, (4000 + (i * 7919) % 400) as f64 / 100.0))
+        .collect();
+    let mut raw_bytes = Vec::new();
+    for against in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Arc::new(ManualClock::new(T0 + DAY_MS));
+        let o = Options {
+            raw_against_rollup: against,
+            ..opts(&clock)
+        };
+        let e = Engine::open(dir.path(), o).unwrap();
+        let batch: Vec<SampleRow> = rows
+            .iter()
+            .map(|&(t, v)| row("web", "h1", "http/requests", t, v))
+            .collect();
+        e.append(&batch).unwrap();
+        e.flush().unwrap();
+        assert_eq!(vals(&e, "h1", T0, T0 + DAY_MS), rows);
+        raw_bytes.push(e.block_breakdown().raw);
+    }
+    assert!(
+        raw_bytes[0] * 2 < raw_bytes[1],
+        "raw bytes against the rollup and plain: {raw_bytes:?}"
+    );
+}

@@ -8,7 +8,8 @@
 //! head series; `--quick` shrinks both to finish in under a minute.
 //! `--keep DIR` leaves the loaded store in `DIR`; `--reads DIR` opens a store
 //! kept that way and runs only the reads (for profiling the read path);
-//! `--step S` then runs only the sum at a step of S seconds. A run removes
+//! `--step S` then runs only the sum at a step of S seconds. `--plain-raw`
+//! writes raw chunks on their own instead of against their 5-minute rollup. A run removes
 //! the temporary directories that killed runs left behind.
 
 use std::sync::Arc;
@@ -376,6 +377,7 @@ fn main() {
     let opts = Options {
         clock: clock.clone(),
         fsync: FsyncPolicy::Always,
+        raw_against_rollup: !std::env::args().any(|a| a == "--plain-raw"),
         ..Options::default()
     };
     let e = Engine::open(&dir, opts.clone()).expect("open");
