@@ -15,7 +15,7 @@
 //! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
 //! column: see `columns` (a value block, exceptions to last, or mantissas
-//!         less a prediction from last and count)
+//!         less a prediction from last)
 //! ```
 //! Files are written to a temporary name, fsynced and renamed, so a block
 //! is either complete or absent. A block failing its checksums on open is
@@ -550,7 +550,7 @@ impl Block {
         if buf.get(pos) != Some(&MODE_CELLS) {
             return decode_values(buf, &mut pos, n, vals).map_err(err);
         }
-        let scale = usize::from(*buf.get(pos + 1).unwrap_or(&0)).min(9);
+        let scale = cells::scale_at(buf, pos).map_err(err)?;
         self.rollup_mantissas(e, 0, scale, &mut sc.cols)?;
         cells::decode(buf, &mut pos, &ts[start..], sc, vals).map_err(err)
     }
@@ -571,36 +571,29 @@ impl Block {
             c.clear();
         }
         let [count, last, sum, min, max] = out;
-        let mut pos = 0;
-        let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
-        let head = buf
-            .get(pos..pos + len)
-            .ok_or_else(|| self.corrupt("rollup truncated"))?;
+        let parts = self.rollup_parts(buf)?;
         let mut p = 0;
-        let n = skip_timestamps(head, &mut p).map_err(err)?;
-        if n > 0 {
-            decode_mantissas(head, &mut p, n, scale, last).map_err(err)?;
-        }
-        pos += len;
-        let parts = self.rollup_columns(buf, pos)?;
+        let n = skip_timestamps(parts[0], &mut p).map_err(err)?;
         if n == 0 {
             return Ok(());
         }
+        decode_mantissas(parts[0], &mut p, n, scale, last).map_err(err)?;
         for (part, s, col) in [
-            (0, 0, count),
-            (1, scale, sum),
-            (2, scale, min),
-            (3, scale, max),
+            (1, 0, count),
+            (2, scale, sum),
+            (3, scale, min),
+            (4, scale, max),
         ] {
             decode_column_mantissas(parts[part], &mut 0, n, (s, scale), last, col).map_err(err)?;
         }
         Ok(())
     }
 
-    /// The count, sum, min and max columns of a rollup whose first column
-    /// starts at `pos`.
-    fn rollup_columns<'a>(&self, buf: &'a [u8], mut pos: usize) -> Result<[&'a [u8]; 4]> {
-        let mut parts: [&[u8]; 4] = [&[]; 4];
+    /// The parts of a rollup: its chunk of labels and last, then its count,
+    /// sum, min and max columns.
+    fn rollup_parts<'a>(&self, buf: &'a [u8]) -> Result<[&'a [u8]; 5]> {
+        let mut pos = 0;
+        let mut parts: [&[u8]; 5] = [&[]; 5];
         for part in &mut parts {
             let len =
                 get_uvarint(buf, &mut pos).map_err(|d| self.corrupt(&d.to_string()))? as usize;
@@ -616,21 +609,14 @@ impl Block {
     pub fn rollup(&self, e: &Entry, k: usize, cols: Columns, out: &mut Rollup) -> Result<()> {
         let buf = self.slice(e.rollups[k]);
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
-        let mut pos = 0;
-        let len = get_uvarint(buf, &mut pos).map_err(err)? as usize;
-        let head = buf
-            .get(pos..pos + len)
-            .ok_or_else(|| self.corrupt("rollup truncated"))?;
-        let mut p = 0;
-        decode_chunk(head, &mut p, &mut out.labels, &mut out.last).map_err(err)?;
-        pos += len;
+        let parts = self.rollup_parts(buf)?;
+        decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
         let n = out.labels.len();
-        let parts = self.rollup_columns(buf, pos)?;
         for (want, c, col) in [
-            (cols.count, parts[0], &mut out.count),
-            (cols.sum, parts[1], &mut out.sum),
-            (cols.min, parts[2], &mut out.min),
-            (cols.max, parts[3], &mut out.max),
+            (cols.count, parts[1], &mut out.count),
+            (cols.sum, parts[2], &mut out.sum),
+            (cols.min, parts[3], &mut out.min),
+            (cols.max, parts[4], &mut out.max),
         ] {
             if want {
                 decode_column(c, &mut 0, n, &out.last, col).map_err(err)?;

@@ -18,8 +18,8 @@
 
 use crate::block::{Rollup, for_each_bucket};
 use crate::codec::{
-    DecodeError, MODE_CELLS, common_scale, from_mantissa, get_stream, get_u8, get_uvarint,
-    mantissa, nearest_mantissa, pack, put_stream, put_uvarint, unpack,
+    DecodeError, MAX_SCALE, MODE_CELLS, common_scale, from_mantissa, get_stream, get_u8,
+    get_uvarint, mantissa, nearest_mantissa, pack, put_stream, put_uvarint, unpack,
 };
 
 /// Reused buffers of the encoder and the decoder.
@@ -57,6 +57,19 @@ fn split_pair(p: u64, n: usize) -> (usize, usize) {
     } else {
         ((p / n as u64) as usize, (p % n as u64) as usize)
     }
+}
+
+/// Sets sample `i` of a bucket from its residual `x` against `lo` (order 0)
+/// or the sample before it (order 1; `before` for the first), and returns it.
+#[inline(always)]
+fn fill(cell: &mut [i64], i: usize, x: i64, order: u8, lo: i64, before: i64) -> i64 {
+    let prev = match (order, i) {
+        (0, _) => lo,
+        (_, 0) => before,
+        _ => cell[i - 1],
+    };
+    cell[i] = prev.wrapping_add(x);
+    cell[i]
 }
 
 /// The index in a bucket whose sample the sum gives: the latest that is
@@ -157,6 +170,20 @@ pub(crate) fn encode(
     true
 }
 
+/// The scale of the value block written by [`encode`] at `at`: the scale
+/// of the mantissas [`decode`] wants the rollup in.
+pub(crate) fn scale_at(buf: &[u8], at: usize) -> Result<usize, DecodeError> {
+    let mut p = at;
+    if get_u8(buf, &mut p)? != MODE_CELLS {
+        return Err(DecodeError("not a value block coded against its rollup"));
+    }
+    let scale = get_u8(buf, &mut p)? as usize;
+    if scale > MAX_SCALE {
+        return Err(DecodeError("bad rollup-coded value block header"));
+    }
+    Ok(scale)
+}
+
 /// Reads a value block written by [`encode`] at `*at`, appending the
 /// values at `ts` to `vals`, given their 5-minute rollup in `sc.cols` as
 /// mantissas at the block's scale (its second byte).
@@ -167,12 +194,10 @@ pub(crate) fn decode(
     sc: &mut Scratch,
     vals: &mut Vec<f64>,
 ) -> Result<(), DecodeError> {
-    if get_u8(buf, at)? != MODE_CELLS {
-        return Err(DecodeError("not a value block coded against its rollup"));
-    }
-    let scale = get_u8(buf, at)? as usize;
+    let scale = scale_at(buf, *at)?;
+    *at += 2;
     let order = get_u8(buf, at)?;
-    if scale > 9 || order > 1 {
+    if order > 1 {
         return Err(DecodeError("bad rollup-coded value block header"));
     }
     let Scratch { cols, ms, pos, res } = sc;
@@ -251,14 +276,7 @@ pub(crate) fn decode(
                 for &x in xs {
                     let i = open.trailing_zeros() as usize;
                     open &= open - 1;
-                    let prev = match (order, i) {
-                        (0, _) => lo,
-                        (_, 0) => before,
-                        _ => cell[i - 1],
-                    };
-                    let m = prev.wrapping_add(x);
-                    cell[i] = m;
-                    known = known.wrapping_add(m);
+                    known = known.wrapping_add(fill(cell, i, x, order, lo, before));
                 }
                 cell[d] = m_sum[k].wrapping_sub(known);
             }
@@ -272,13 +290,7 @@ pub(crate) fn decode(
                     .get(next_res)
                     .ok_or(DecodeError("rollup-coded residuals end early"))?;
                 next_res += 1;
-                let prev = match (order, i) {
-                    (0, _) => lo,
-                    (_, 0) => before,
-                    _ => cell[i - 1],
-                };
-                cell[i] = prev.wrapping_add(x);
-                known = known.wrapping_add(cell[i]);
+                known = known.wrapping_add(fill(cell, i, x, order, lo, before));
             }
             if let Some(d) = d {
                 cell[d] = m_sum[k].wrapping_sub(known);

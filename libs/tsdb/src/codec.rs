@@ -54,7 +54,7 @@ const MAX_REGULAR_RUN: usize = 1 << 24;
 const PACK_BLOCK: usize = 32;
 /// Largest distance in ULPs the Near encoding accepts.
 const MAX_NEAR_ULPS: i64 = 1 << 12;
-const MAX_SCALE: usize = 9;
+pub(crate) const MAX_SCALE: usize = 9;
 pub(crate) const POW10: [f64; MAX_SCALE + 1] = [1.0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9];
 const MAX_MANTISSA: i64 = 1 << 53;
 
@@ -637,9 +637,7 @@ pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
         if cheap(best.len_bits()) || best.len_bits() + 16 < xor_bits() {
             out.push(MODE_PACK);
             out.push(scale as u8);
-            out.push(order);
-            put_varint(out, ms[0]);
-            put_stream(out, &best);
+            put_packed(order, ms[0], &best, out);
             return;
         }
     } else if let Some((scale, ms, ulps)) = near_decimals(vals) {
@@ -649,9 +647,7 @@ pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
         if cheap(bits) || bits + 32 < xor_bits() {
             out.push(MODE_NEAR);
             out.push(scale as u8);
-            out.push(order);
-            put_varint(out, ms[0]);
-            put_stream(out, &best);
+            put_packed(order, ms[0], &best, out);
             put_stream(out, &res);
             return;
         }
@@ -795,9 +791,25 @@ fn decode_packed(
 /// residuals (0, 1 or 2) that packs smallest.
 pub(crate) fn put_ints(ms: &[i64], out: &mut Vec<u8>) {
     let (order, best) = best_pack(ms);
+    put_packed(order, ms[0], &best, out);
+}
+
+/// Writes the integers part of Pack, Near and [`put_ints`]: the residual
+/// order, the first integer and the packed residuals after it.
+fn put_packed(order: u8, first: i64, packed: &BitWriter, out: &mut Vec<u8>) {
     out.push(order);
-    put_varint(out, ms[0]);
-    put_stream(out, &best);
+    put_varint(out, first);
+    put_stream(out, packed);
+}
+
+/// Reads what [`put_packed`] wrote: order, first integer, packed stream.
+fn get_packed<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(u8, i64, BitReader<'a>), DecodeError> {
+    let order = get_u8(buf, pos)?;
+    if order > 2 {
+        return Err(DecodeError("bad packed encoding header"));
+    }
+    let first = get_varint(buf, pos)?;
+    Ok((order, first, get_stream(buf, pos)?))
 }
 
 /// Reads `n` integers written by [`put_ints`], handing each to `emit`.
@@ -807,12 +819,8 @@ pub(crate) fn get_ints(
     n: usize,
     emit: impl FnMut(i64),
 ) -> Result<(), DecodeError> {
-    let order = get_u8(buf, pos)?;
-    if order > 2 {
-        return Err(DecodeError("bad packed integers header"));
-    }
-    let m0 = get_varint(buf, pos)?;
-    unpack_mantissas(&mut get_stream(buf, pos)?, order, m0, n, emit)
+    let (order, m0, mut r) = get_packed(buf, pos)?;
+    unpack_mantissas(&mut r, order, m0, n, emit)
 }
 
 /// Reads the header of a Pack or Near mantissa part: scale, residual
@@ -822,12 +830,11 @@ fn packed_header<'a>(
     pos: &mut usize,
 ) -> Result<(usize, u8, i64, BitReader<'a>), DecodeError> {
     let scale = get_u8(buf, pos)? as usize;
-    let order = get_u8(buf, pos)?;
-    if scale > MAX_SCALE || order > 2 {
+    if scale > MAX_SCALE {
         return Err(DecodeError("bad packed encoding header"));
     }
-    let m0 = get_varint(buf, pos)?;
-    Ok((scale, order, m0, get_stream(buf, pos)?))
+    let (order, m0, r) = get_packed(buf, pos)?;
+    Ok((scale, order, m0, r))
 }
 
 /// Hands `n` mantissas of a packed stream of residuals of `order` after

@@ -19,8 +19,8 @@
 //! read the 5-minute sums that most queries read.)
 
 use crate::codec::{
-    DecodeError, POW10, decode_mantissas, decode_values, encode_values, from_mantissa, get_ints,
-    get_stream, get_u8, get_uvarint, mantissa, near_mantissa, pack, put_ints, put_stream,
+    DecodeError, MAX_SCALE, POW10, decode_mantissas, decode_values, encode_values, from_mantissa,
+    get_ints, get_stream, get_u8, get_uvarint, mantissa, near_mantissa, pack, put_ints, put_stream,
     put_uvarint, rounded, unpack,
 };
 
@@ -35,8 +35,6 @@ pub(crate) const PREDICTED: u8 = 0x81;
 pub(crate) const BY_LAST: u8 = 0;
 /// Predicts with the last of the bucket before.
 pub(crate) const BY_LAST_BEFORE: u8 = 1;
-
-const MAX_SCALE: usize = 9;
 
 /// The prediction `p` of bucket `k` from the lasts' mantissas.
 #[inline]
@@ -117,8 +115,19 @@ fn encode_predicted(col: &[f64], p: u8, last: &[f64], out: &mut Vec<u8>) -> bool
     true
 }
 
-/// Reads the header of a predicted column at `*pos` (its marker byte).
-fn predicted_header(buf: &[u8], pos: &mut usize) -> Result<(u8, usize), DecodeError> {
+/// Reads the header of a predicted column at `*pos` (its marker byte) of
+/// `n` buckets, `have` of them in `last`.
+fn predicted_header(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    have: usize,
+) -> Result<(u8, usize), DecodeError> {
+    if have != n {
+        return Err(DecodeError(
+            "predicted rollup column and its buckets differ",
+        ));
+    }
     *pos += 1;
     let p = get_u8(buf, pos)?;
     let scale = get_u8(buf, pos)? as usize;
@@ -143,12 +152,7 @@ pub(crate) fn decode_column(
             like_last_exceptions(buf, pos, n, last.len(), |i, v| out[start + i] = v)
         }
         Some(&PREDICTED) => {
-            let (p, scale) = predicted_header(buf, pos)?;
-            if last.len() != n {
-                return Err(DecodeError(
-                    "predicted rollup column and its buckets differ",
-                ));
-            }
+            let (p, scale) = predicted_header(buf, pos, n, last.len())?;
             let ps = POW10[scale];
             let start = out.len();
             out.reserve(n);
@@ -200,12 +204,7 @@ pub(crate) fn decode_column_mantissas(
         }
         Some(&PREDICTED) => {
             let start = *pos;
-            let (p, s) = predicted_header(buf, pos)?;
-            if last.len() != n {
-                return Err(DecodeError(
-                    "predicted rollup column and its buckets differ",
-                ));
-            }
+            let (p, s) = predicted_header(buf, pos, n, last.len())?;
             if s == scale && s == last_scale {
                 // The stored mantissas are the nearest ones: ULPs do not
                 // move them.
