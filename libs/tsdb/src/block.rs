@@ -15,7 +15,8 @@
 //! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
 //! column: see `columns` (a value block, exceptions to last, or mantissas
-//!         less a prediction from last)
+//!         less a prediction from last, or for a sum from count, min and max);
+//!         the sum of a bucket of exact decimals is their decimal sum
 //! ```
 //! Files are written to a temporary name, fsynced and renamed, so a block
 //! is either complete or absent. A block failing its checksums on open is
@@ -30,12 +31,13 @@ use memmap2::Mmap;
 
 use crate::cells;
 use crate::codec::{
-    DecodeError, MODE_CELLS, decode_chunk, decode_mantissas, decode_timestamps, decode_values,
-    encode_chunk, encode_timestamps, encode_values, get_uvarint, get_varint, put_uvarint,
-    put_varint, skip_timestamps,
+    DecodeError, MODE_CELLS, decimals, decode_chunk, decode_mantissas, decode_timestamps,
+    decode_values, encode_chunk, encode_timestamps, encode_values, from_mantissa, get_uvarint,
+    get_varint, put_uvarint, put_varint, skip_timestamps,
 };
 use crate::columns::{
-    BY_LAST, BY_LAST_BEFORE, decode_column, decode_column_mantissas, encode_column,
+    BY_LAST, BY_LAST_BEFORE, BY_MID, Basis, decode_column, decode_column_mantissas, encode_column,
+    predictor,
 };
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
@@ -151,7 +153,16 @@ pub(crate) fn for_each_bucket<E>(
 }
 
 /// Computes rollup buckets of a sorted run into `r` (cleared first).
-pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
+/// Given `decimals`, the values as mantissas at a scale, a bucket's sum is
+/// the decimal sum of its mantissas (correctly rounded) where that is exact
+/// in an f64, not the sum of the f64 values added in turn.
+pub(crate) fn compute_rollup(
+    ts: &[i64],
+    vals: &[f64],
+    decimals: Option<(usize, &[i64])>,
+    w: i64,
+    r: &mut Rollup,
+) {
     r.clear();
     let _ = for_each_bucket(ts, w, |a, b, label| {
         let v = &vals[a..b];
@@ -161,6 +172,9 @@ pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
             mn = mn.min(x);
             mx = mx.max(x);
         }
+        if let Some(exact) = decimals.and_then(|(scale, ms)| decimal_sum(&ms[a..b], scale)) {
+            sum = exact;
+        }
         r.labels.push(label);
         r.count.push(v.len() as f64);
         r.sum.push(sum);
@@ -169,6 +183,16 @@ pub(crate) fn compute_rollup(ts: &[i64], vals: &[f64], w: i64, r: &mut Rollup) {
         r.last.push(v[v.len() - 1]);
         Ok::<(), ()>(())
     });
+}
+
+/// The sum of mantissas at `scale` as the nearest f64, if the integer sum
+/// is exact in an f64.
+fn decimal_sum(ms: &[i64], scale: usize) -> Option<f64> {
+    let mut total = 0i64;
+    for &m in ms {
+        total = total.checked_add(m)?;
+    }
+    (total.unsigned_abs() <= 1 << 53).then(|| from_mantissa(total, scale))
 }
 
 #[derive(Debug, Default)]
@@ -209,6 +233,8 @@ pub(crate) struct BlockWriter {
     rollup: Rollup,
     col: Vec<u8>,
     cells: cells::Scratch,
+    /// The series' values as mantissas, when they are exact decimals.
+    ms: Vec<i64>,
     /// Whether raw decimals are coded against their 5-minute rollup.
     pub raw_against_rollup: bool,
 }
@@ -243,6 +269,7 @@ impl BlockWriter {
             rollup: Rollup::default(),
             col: Vec::new(),
             cells: cells::Scratch::default(),
+            ms: Vec::new(),
             raw_against_rollup: true,
         };
         w.file
@@ -271,19 +298,25 @@ impl BlockWriter {
             self.syms[2].id(key[2]),
         ];
         // The 5-minute rollup comes first: the raw values are coded against it.
+        // Taken for the call (`put` borrows all of `self`), put back after.
+        let mut ms = std::mem::take(&mut self.ms);
+        let scale = decimals(vals, &mut ms);
+        let dec = scale.map(|s| (s, &ms[..]));
         let r = &mut self.rollup;
-        compute_rollup(ts, vals, ROLLUP_WIDTHS[0], r);
+        compute_rollup(ts, vals, dec, ROLLUP_WIDTHS[0], r);
         self.scratch.clear();
         encode_timestamps(ts, &mut self.scratch);
         if !self.raw_against_rollup
-            || !cells::encode(
-                ts,
-                vals,
-                r,
-                ROLLUP_WIDTHS[0],
-                &mut self.cells,
-                &mut self.scratch,
-            )
+            || !dec.is_some_and(|d| {
+                cells::encode(
+                    ts,
+                    d,
+                    r,
+                    ROLLUP_WIDTHS[0],
+                    &mut self.cells,
+                    &mut self.scratch,
+                )
+            })
         {
             encode_values(vals, &mut self.scratch);
         }
@@ -292,7 +325,7 @@ impl BlockWriter {
         for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
             let r = &mut self.rollup;
             if k > 0 {
-                compute_rollup(ts, vals, w, r);
+                compute_rollup(ts, vals, dec, w, r);
             }
             self.scratch.clear();
             let col = &mut self.col;
@@ -301,14 +334,19 @@ impl BlockWriter {
             put_uvarint(&mut self.scratch, col.len() as u64);
             self.scratch.extend_from_slice(col);
             let near = &[BY_LAST, BY_LAST_BEFORE][..];
-            for (c, preds) in [
-                (&r.count, &[][..]),
-                (&r.sum, &[][..]),
-                (&r.min, near),
-                (&r.max, near),
+            let by_last = Basis::last(&r.last[..]);
+            let spread = Basis {
+                last: &r.last[..],
+                spread: Some([&r.count[..], &r.min[..], &r.max[..]]),
+            };
+            for (c, preds, basis) in [
+                (&r.count, &[][..], by_last),
+                (&r.sum, &[BY_MID][..], spread),
+                (&r.min, near, by_last),
+                (&r.max, near, by_last),
             ] {
                 col.clear();
-                encode_column(c, preds, &r.last, col);
+                encode_column(c, preds, basis, col);
                 put_uvarint(&mut self.scratch, col.len() as u64);
                 self.scratch.extend_from_slice(col);
             }
@@ -316,6 +354,7 @@ impl BlockWriter {
         }
         self.entries
             .push((ids, ts[0], ts[ts.len() - 1], ts.len() as u32, offs));
+        self.ms = ms;
         Ok(())
     }
 
@@ -578,14 +617,16 @@ impl Block {
             return Ok(());
         }
         decode_mantissas(parts[0], &mut p, n, scale, last).map_err(err)?;
-        for (part, s, col) in [
-            (1, 0, count),
-            (2, scale, sum),
-            (3, scale, min),
-            (4, scale, max),
-        ] {
-            decode_column_mantissas(parts[part], &mut 0, n, (s, scale), last, col).map_err(err)?;
+        let by_last = Basis::last(&last[..]);
+        for (part, s, col) in [(1, 0, &mut *count), (3, scale, min), (4, scale, max)] {
+            decode_column_mantissas(parts[part], &mut 0, n, (s, scale), by_last, col)
+                .map_err(err)?;
         }
+        let spread = Basis {
+            last: &last[..],
+            spread: Some([&count[..], &min[..], &max[..]]),
+        };
+        decode_column_mantissas(parts[2], &mut 0, n, (scale, scale), spread, sum).map_err(err)?;
         Ok(())
     }
 
@@ -612,15 +653,24 @@ impl Block {
         let parts = self.rollup_parts(buf)?;
         decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
         let n = out.labels.len();
+        // A sum predicted by its bucket's min and max needs them first.
+        let spread = cols.sum && predictor(parts[2]) == Some(BY_MID);
+        let by_last = Basis::last(&out.last[..]);
         for (want, c, col) in [
-            (cols.count, parts[1], &mut out.count),
-            (cols.sum, parts[2], &mut out.sum),
-            (cols.min, parts[3], &mut out.min),
-            (cols.max, parts[4], &mut out.max),
+            (cols.count || spread, parts[1], &mut out.count),
+            (cols.min || spread, parts[3], &mut out.min),
+            (cols.max || spread, parts[4], &mut out.max),
         ] {
             if want {
-                decode_column(c, &mut 0, n, &out.last, col).map_err(err)?;
+                decode_column(c, &mut 0, n, by_last, col).map_err(err)?;
             }
+        }
+        if cols.sum {
+            let basis = Basis {
+                last: &out.last[..],
+                spread: spread.then_some([&out.count[..], &out.min[..], &out.max[..]]),
+            };
+            decode_column(parts[2], &mut 0, n, basis, &mut out.sum).map_err(err)?;
         }
         Ok(())
     }

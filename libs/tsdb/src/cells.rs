@@ -18,8 +18,8 @@
 
 use crate::block::{Rollup, for_each_bucket};
 use crate::codec::{
-    DecodeError, MAX_SCALE, MODE_CELLS, common_scale, from_mantissa, get_stream, get_u8,
-    get_uvarint, mantissa, nearest_mantissa, pack, put_stream, put_uvarint, unpack,
+    DecodeError, MAX_SCALE, MODE_CELLS, from_mantissa, get_stream, get_u8, get_uvarint, mantissa,
+    nearest_mantissa, pack, put_stream, put_uvarint, unpack,
 };
 
 /// Reused buffers of the encoder and the decoder.
@@ -79,25 +79,21 @@ fn derived(n: usize, i_lo: usize, i_hi: usize) -> Option<usize> {
     (0..n - 1).rev().find(|&i| i != i_lo && i != i_hi)
 }
 
-/// Writes the value block of `vals` (at `ts`) against `r`, their rollup of
-/// width `w`, if the values allow it; otherwise writes nothing and says so.
+/// Writes the value block of values at `ts`, exact decimals given as their
+/// mantissas `ms` at `scale`, against `r`, their rollup of width `w`, if
+/// the values allow it; otherwise writes nothing and says so.
 pub(crate) fn encode(
     ts: &[i64],
-    vals: &[f64],
+    (scale, ms): (usize, &[i64]),
     r: &Rollup,
     w: i64,
     sc: &mut Scratch,
     out: &mut Vec<u8>,
 ) -> bool {
-    let Some(scale) = common_scale(vals) else {
+    if ms.len() != ts.len() {
         return false;
-    };
-    let Scratch { ms, pos, res, .. } = sc;
-    ms.clear();
-    ms.extend(
-        vals.iter()
-            .map(|&v| mantissa(v, scale).expect("scale checked")),
-    );
+    }
+    let Scratch { pos, res, .. } = sc;
     pos.clear();
     res[0].clear();
     res[1].clear();
@@ -313,6 +309,7 @@ pub(crate) fn decode(
 mod tests {
     use super::*;
     use crate::block::{Block, BlockMeta, BlockWriter, ROLLUP_WIDTHS, compute_rollup};
+    use crate::codec::decimals;
     use proptest::prelude::*;
 
     /// Writes `ts`/`vals` as the one series of a block, reads its raw
@@ -334,8 +331,17 @@ mod tests {
         let mut sc = Scratch::default();
         ub.block.raw(&e, &mut sc, &mut t2, &mut v2).unwrap();
         let mut r = Rollup::default();
-        compute_rollup(ts, vals, ROLLUP_WIDTHS[0], &mut r);
-        let coded = encode(ts, vals, &r, ROLLUP_WIDTHS[0], &mut sc, &mut Vec::new());
+        let mut ms = Vec::new();
+        let scale = decimals(vals, &mut ms);
+        compute_rollup(
+            ts,
+            vals,
+            scale.map(|s| (s, &ms[..])),
+            ROLLUP_WIDTHS[0],
+            &mut r,
+        );
+        let coded = scale
+            .is_some_and(|s| encode(ts, (s, &ms), &r, ROLLUP_WIDTHS[0], &mut sc, &mut Vec::new()));
         (t2, v2, coded)
     }
 

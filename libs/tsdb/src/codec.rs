@@ -276,6 +276,18 @@ pub(crate) fn common_scale(vals: &[f64]) -> Option<usize> {
         .then_some(scale)
 }
 
+/// The smallest scale at which every value is an exact decimal, with the
+/// values' mantissas there in `ms` (cleared first), if there is one.
+pub(crate) fn decimals(vals: &[f64], ms: &mut Vec<i64>) -> Option<usize> {
+    ms.clear();
+    let scale = common_scale(vals)?;
+    ms.extend(
+        vals.iter()
+            .map(|&v| mantissa(v, scale).expect("scale checked")),
+    );
+    Some(scale)
+}
+
 /// The mantissa at `scale` nearest to `v` and `v`'s distance from it in ULPs
 /// (same sign, finite, within [`MAX_NEAR_ULPS`]).
 #[inline]
