@@ -3,19 +3,28 @@
 //! max fall and all but one of its other samples to write.
 //!
 //! ```text
-//! value block = 5 | u8 scale | u8 order | uvarint k | uvarint bits | packed positions
-//!                 | uvarint j | uvarint bits | packed residuals
+//! value block = 5 | u8 scale | u8 form | uvarint k | uvarint bits | packed positions
+//!                 | uvarint j | uvarint bits | residual stream
 //! ```
 //! It applies when every raw value is an exact decimal `m / 10^scale` and
 //! each bucket's sum rounds to the sum of its mantissas. A bucket of one
 //! sample, or of equal samples, costs nothing. Any other bucket of `n`
-//! samples with mantissas `lo` < `hi` at its min and max writes the position
-//! pair `i_lo * n + i_hi` (the first index of each), then a residual for
-//! each sample before its last that is neither and is not the latest such
-//! (the sum gives that one): `m - lo` (order 0) or `m` less the sample before
-//! it (order 1, across buckets too), whichever packs smaller. Both streams are
-//! the frame-of-reference packing of `codec`.
+//! samples with mantissas `lo` < `hi` at its min and max has a position
+//! pair (the first index of each), then a residual for each sample before
+//! its last that is neither and is not the latest such (the sum gives that
+//! one). Forms, whichever is smallest:
+//! - 0 and 1: pairs `i_lo * n + i_hi` and residuals `m - lo` (0) or `m` less
+//!   the sample before it (1, across buckets too), each stream in the
+//!   frame-of-reference packing of `codec` (a counter's pairs pack to
+//!   nothing);
+//! - 2: pairs packed as in 0, residuals in the stream as `m` less the least
+//!   value it can take in a truncated binary code of the number it can:
+//!   within `[lo, hi]`, leaving the samples after it a sum they can make
+//!   (for buckets of up to 64 samples within 2^40);
+//! - 3: as 2, with each bucket's pair first in the stream, coded the same
+//!   way in `0..n * (n - 1)` (the positions packed part is empty).
 
+use crate::bits::{BitReader, BitWriter};
 use crate::block::{Rollup, for_each_bucket};
 use crate::codec::{
     DecodeError, MAX_SCALE, MODE_CELLS, from_mantissa, get_stream, get_u8, get_uvarint, mantissa,
@@ -97,6 +106,9 @@ pub(crate) fn encode(
     pos.clear();
     res[0].clear();
     res[1].clear();
+    // The bounded forms: residuals alone, and positions with residuals.
+    let mut tb = [BitWriter::new(), BitWriter::new()];
+    let mut bounded = true;
     let mut k = 0usize;
     let fits = for_each_bucket(ts, w, |a, b, label| {
         let cell = &ms[a..b];
@@ -130,11 +142,26 @@ pub(crate) fn encode(
             .position(|&m| m == hi)
             .expect("max is in its bucket");
         pos.push((i_lo * n + i_hi) as i64);
+        bounded &= n <= 64 && lo.unsigned_abs() <= BOUNDED_MAX && hi.unsigned_abs() <= BOUNDED_MAX;
+        if bounded {
+            tb[1].write_below(pair_code(n, i_lo, i_hi), (n * (n - 1)) as u64);
+        }
         let d = derived(n, i_lo, i_hi);
-        if d.is_some() {
-            let total: i128 = cell.iter().map(|&m| i128::from(m)).sum();
-            if nearest_mantissa(sum, scale).map(i128::from) != Some(total) {
-                return Err(());
+        let total: i128 = cell.iter().map(|&m| i128::from(m)).sum();
+        if d.is_some() && nearest_mantissa(sum, scale).map(i128::from) != Some(total) {
+            return Err(());
+        }
+        let free = (0..n - 1).filter(|&i| i != i_lo && i != i_hi).count();
+        let mut rest = Rest {
+            lo,
+            hi,
+            sum: total as i64,
+            known: 0,
+            left: free,
+        };
+        for (i, &m) in cell.iter().enumerate() {
+            if i == n - 1 || i == i_lo || i == i_hi {
+                rest.known = rest.known.wrapping_add(m);
             }
         }
         for i in 0..n - 1 {
@@ -148,21 +175,61 @@ pub(crate) fn encode(
             };
             res[0].push(cell[i] - lo);
             res[1].push(cell[i].wrapping_sub(prev));
+            if bounded {
+                let (from, m) = rest.range().expect("bounds of a real bucket");
+                let x = (cell[i] - from) as u64;
+                tb[0].write_below(x, m);
+                tb[1].write_below(x, m);
+            }
+            rest.known = rest.known.wrapping_add(cell[i]);
+            rest.left -= 1;
         }
         Ok(())
     });
     if fits.is_err() || k != r.labels.len() {
         return false;
     }
+    let positions = pack(pos);
     let packed = [pack(&res[0]), pack(&res[1])];
-    let order = usize::from(packed[1].len_bits() < packed[0].len_bits());
+    let mut sizes = [
+        positions.len_bits() + packed[0].len_bits(),
+        positions.len_bits() + packed[1].len_bits(),
+        positions.len_bits() + tb[0].len_bits(),
+        tb[1].len_bits(),
+    ];
+    if !bounded {
+        sizes[2] = u64::MAX;
+        sizes[3] = u64::MAX;
+    }
+    #[cfg(test)]
+    if let Some(o) = tests::FORM.get().filter(|&o| sizes[o as usize] != u64::MAX) {
+        sizes[o as usize] = 0;
+    }
+    let order = (0..4u8)
+        .min_by_key(|&o| sizes[o as usize])
+        .expect("four forms");
     out.push(MODE_CELLS);
     out.push(scale as u8);
-    out.push(order as u8);
+    out.push(order);
     put_uvarint(out, pos.len() as u64);
-    put_stream(out, &pack(pos));
-    put_uvarint(out, res[order].len() as u64);
-    put_stream(out, &packed[order]);
+    let none = BitWriter::new();
+    put_stream(
+        out,
+        if order == PAIRS_BOUNDED {
+            &none
+        } else {
+            &positions
+        },
+    );
+    put_uvarint(out, res[0].len() as u64);
+    put_stream(
+        out,
+        match order {
+            0 | 1 => &packed[order as usize],
+            BOUNDED => &tb[0],
+            _ => &tb[1],
+        },
+    );
     true
 }
 
@@ -193,19 +260,230 @@ pub(crate) fn decode(
     let scale = scale_at(buf, *at)?;
     *at += 2;
     let order = get_u8(buf, at)?;
-    if order > 1 {
+    if order > PAIRS_BOUNDED {
         return Err(DecodeError("bad rollup-coded value block header"));
     }
     let Scratch { cols, ms, pos, res } = sc;
     let res = &mut res[0];
-    for out in [&mut *pos, &mut *res] {
-        let n = get_uvarint(buf, at)? as usize;
-        if n > ts.len() {
-            return Err(DecodeError("more residuals than samples"));
-        }
-        unpack(&mut get_stream(buf, at)?, n, out)?;
+    let n_pos = get_uvarint(buf, at)? as usize;
+    if n_pos > ts.len() {
+        return Err(DecodeError("more residuals than samples"));
     }
-    let [m_count, m_last, m_sum, m_lo, m_hi] = &*cols;
+    let mut pos_stream = get_stream(buf, at)?;
+    pos.clear();
+    if order != PAIRS_BOUNDED {
+        unpack(&mut pos_stream, n_pos, pos)?;
+    } else if pos_stream.remaining() != 0 {
+        return Err(DecodeError("bad rollup-coded value block header"));
+    }
+    let n_res = get_uvarint(buf, at)? as usize;
+    if n_res > ts.len() {
+        return Err(DecodeError("more residuals than samples"));
+    }
+    let mut stream = get_stream(buf, at)?;
+    let cols = &*cols;
+    match order {
+        0 | 1 => {
+            unpack(&mut stream, n_res, res)?;
+            let src = Packed {
+                pos,
+                res,
+                next_pos: 0,
+                next_res: 0,
+                order,
+            };
+            fill_buckets(src, cols, scale, ts, ms, vals)
+        }
+        _ => {
+            let src = Bounded {
+                pos: (order == BOUNDED).then_some(&pos[..]),
+                next_pos: 0,
+                n_pos,
+                n_res,
+                next_res: 0,
+                r: stream,
+            };
+            fill_buckets(src, cols, scale, ts, ms, vals)
+        }
+    }
+}
+
+/// Residuals at or below this magnitude may be coded in bounds: the bounds
+/// of a bucket of up to 64 such samples stay far inside an i64.
+const BOUNDED_MAX: u64 = 1 << 40;
+
+/// Residual forms past orders 0 and 1: samples in the bounds their
+/// bucket's min, max and sum leave them, in a truncated binary code, with
+/// position pairs packed (`BOUNDED`) or coded the same way (`PAIRS_BOUNDED`).
+const BOUNDED: u8 = 2;
+const PAIRS_BOUNDED: u8 = 3;
+
+/// The code in `0..n * (n - 1)` of a bucket's min and max positions.
+#[inline]
+fn pair_code(n: usize, i_lo: usize, i_hi: usize) -> u64 {
+    (i_lo * (n - 1) + i_hi - usize::from(i_hi > i_lo)) as u64
+}
+
+/// What is known of a bucket's samples still to fill: its min and max, the
+/// sum of all of them, the sum of those filled so far, and how many free
+/// samples are left (the derived one included).
+#[derive(Debug, Clone, Copy)]
+struct Rest {
+    lo: i64,
+    hi: i64,
+    sum: i64,
+    known: i64,
+    left: usize,
+}
+
+impl Rest {
+    /// The least value the next free sample can take and how many it can:
+    /// within [lo, hi], leaving the others a sum they can make.
+    /// Exact for samples within [`BOUNDED_MAX`]; garbage in, garbage out
+    /// (never a panic) otherwise.
+    #[inline]
+    fn range(&self) -> Option<(i64, u64)> {
+        let rest = self.sum.wrapping_sub(self.known);
+        let others = self.left.checked_sub(1)? as i64;
+        let from = self.lo.max(rest.wrapping_sub(others.wrapping_mul(self.hi)));
+        let to = self.hi.min(rest.wrapping_sub(others.wrapping_mul(self.lo)));
+        let m = to.wrapping_sub(from).wrapping_add(1) as u64;
+        (1..=1 << 62).contains(&m).then_some((from, m))
+    }
+}
+
+/// Where a value block's positions and residuals come from.
+trait Source {
+    /// The first indices of the min and max of the next bucket of `n`
+    /// samples with min below max.
+    fn pair(&mut self, n: usize) -> Result<(usize, usize), DecodeError>;
+    /// The `left` free samples of a bucket still to fill, the derived one
+    /// included, are `rest`; fills sample `i` of `cell` and returns it
+    /// (`before` is the sample before the bucket).
+    fn sample(
+        &mut self,
+        cell: &mut [i64],
+        i: usize,
+        rest: &Rest,
+        before: i64,
+    ) -> Result<i64, DecodeError>;
+    /// Whether every position and residual was used.
+    fn done(&self) -> bool;
+}
+
+/// The position pair at `*next` of packed pairs `pos` for a bucket of `n`.
+#[inline]
+fn packed_pair(pos: &[i64], next: &mut usize, n: usize) -> Result<(usize, usize), DecodeError> {
+    let p = *pos
+        .get(*next)
+        .ok_or(DecodeError("rollup-coded positions end early"))?;
+    *next += 1;
+    Ok(split_pair(p as u64, n))
+}
+
+/// Packed positions and residuals of order 0 or 1.
+struct Packed<'a> {
+    pos: &'a [i64],
+    res: &'a [i64],
+    next_pos: usize,
+    next_res: usize,
+    order: u8,
+}
+
+impl Source for Packed<'_> {
+    #[inline]
+    fn pair(&mut self, n: usize) -> Result<(usize, usize), DecodeError> {
+        packed_pair(self.pos, &mut self.next_pos, n)
+    }
+
+    #[inline(always)]
+    fn sample(
+        &mut self,
+        cell: &mut [i64],
+        i: usize,
+        rest: &Rest,
+        before: i64,
+    ) -> Result<i64, DecodeError> {
+        let x = *self
+            .res
+            .get(self.next_res)
+            .ok_or(DecodeError("rollup-coded residuals end early"))?;
+        self.next_res += 1;
+        Ok(fill(cell, i, x, self.order, rest.lo, before))
+    }
+
+    fn done(&self) -> bool {
+        self.next_pos == self.pos.len() && self.next_res == self.res.len()
+    }
+}
+
+/// Samples coded in their bounds; positions packed or coded in the stream.
+struct Bounded<'a, 'b> {
+    pos: Option<&'b [i64]>,
+    next_pos: usize,
+    n_pos: usize,
+    n_res: usize,
+    next_res: usize,
+    r: BitReader<'a>,
+}
+
+impl Source for Bounded<'_, '_> {
+    #[inline]
+    fn pair(&mut self, n: usize) -> Result<(usize, usize), DecodeError> {
+        if let Some(pos) = self.pos {
+            return packed_pair(pos, &mut self.next_pos, n);
+        }
+        self.next_pos += 1;
+        if self.next_pos > self.n_pos || n > 64 {
+            return Err(DecodeError("rollup-coded positions end early"));
+        }
+        let q = self
+            .r
+            .read_below((n * (n - 1)) as u64)
+            .ok_or(DecodeError("rollup-coded positions end early"))? as usize;
+        let (i_lo, j) = (q / (n - 1), q % (n - 1));
+        Ok((i_lo, j + usize::from(j >= i_lo)))
+    }
+
+    #[inline]
+    fn sample(
+        &mut self,
+        cell: &mut [i64],
+        i: usize,
+        rest: &Rest,
+        _before: i64,
+    ) -> Result<i64, DecodeError> {
+        self.next_res += 1;
+        let (from, m) = rest
+            .range()
+            .filter(|_| self.next_res <= self.n_res)
+            .ok_or(DecodeError("bad rollup-coded residual bounds"))?;
+        let x = self
+            .r
+            .read_below(m)
+            .ok_or(DecodeError("rollup-coded residuals end early"))?;
+        cell[i] = from.wrapping_add(x as i64);
+        Ok(cell[i])
+    }
+
+    fn done(&self) -> bool {
+        self.next_pos == self.n_pos && self.next_res == self.n_res && self.r.remaining() == 0
+    }
+}
+
+/// Fills every bucket of the rollup `cols` (count, last, sum, min, max as
+/// mantissas at `scale`) from `src`, appending the samples at `ts` to
+/// `vals`; `ms` is scratch.
+#[inline(always)]
+fn fill_buckets<S: Source>(
+    mut src: S,
+    cols: &[Vec<i64>; 5],
+    scale: usize,
+    ts: &[i64],
+    ms: &mut Vec<i64>,
+    vals: &mut Vec<f64>,
+) -> Result<(), DecodeError> {
+    let [m_count, m_last, m_sum, m_lo, m_hi] = cols;
     let nb = m_count.len();
     if [m_last, m_sum, m_lo, m_hi].iter().any(|c| c.len() != nb) {
         return Err(DecodeError("rollup columns differ in length"));
@@ -215,7 +493,7 @@ pub(crate) fn decode(
     ms.clear();
     ms.resize(64, 0);
     let f = |m: i64| from_mantissa(m, scale);
-    let (mut done, mut next_pos, mut next_res) = (0usize, 0usize, 0usize);
+    let mut done = 0usize;
     vals.reserve(ts.len());
     for k in 0..nb {
         let n = usize::try_from(m_count[k])
@@ -231,12 +509,8 @@ pub(crate) fn decode(
             vals.push(f(last));
             continue;
         }
-        let p = *pos
-            .get(next_pos)
-            .ok_or(DecodeError("rollup-coded positions end early"))? as u64;
-        next_pos += 1;
-        let (i_lo, i_hi) = split_pair(p, n);
-        if i_lo >= n || i_lo == i_hi {
+        let (i_lo, i_hi) = src.pair(n)?;
+        if i_lo >= n || i_hi >= n || i_lo == i_hi {
             return Err(DecodeError("bad rollup-coded position"));
         }
         if ms.len() < n {
@@ -247,9 +521,17 @@ pub(crate) fn decode(
         cell[i_lo] = lo;
         cell[i_hi] = hi;
         // The sum of the samples known so far (the last may be the min or max).
-        let mut known = last
+        let known = last
             .wrapping_add(lo.wrapping_mul(i64::from(i_lo != n - 1)))
             .wrapping_add(hi.wrapping_mul(i64::from(i_hi != n - 1)));
+        let size = n - 1 - usize::from(i_lo != n - 1) - usize::from(i_hi != n - 1);
+        let mut rest = Rest {
+            lo,
+            hi,
+            sum: m_sum[k],
+            known,
+            left: size,
+        };
         if n <= 64 {
             // The samples to fill as a bit set: fewer unpredictable branches
             // than testing each index.
@@ -260,21 +542,17 @@ pub(crate) fn decode(
             };
             let mut open = all & !(1u64 << i_lo) & !(1u64 << i_hi);
             // Counted by arithmetic: baseline x86-64 has no popcount.
-            let size = n - 1 - usize::from(i_lo != n - 1) - usize::from(i_hi != n - 1);
             if size > 0 {
                 let d = 63 - open.leading_zeros() as usize;
                 open &= !(1u64 << d);
-                let coded = size - 1;
-                let xs = res
-                    .get(next_res..next_res + coded)
-                    .ok_or(DecodeError("rollup-coded residuals end early"))?;
-                next_res += coded;
-                for &x in xs {
+                for _ in 1..size {
                     let i = open.trailing_zeros() as usize;
                     open &= open - 1;
-                    known = known.wrapping_add(fill(cell, i, x, order, lo, before));
+                    let m = src.sample(cell, i, &rest, before)?;
+                    rest.known = rest.known.wrapping_add(m);
+                    rest.left -= 1;
                 }
-                cell[d] = m_sum[k].wrapping_sub(known);
+                cell[d] = m_sum[k].wrapping_sub(rest.known);
             }
         } else {
             let d = derived(n, i_lo, i_hi);
@@ -282,14 +560,12 @@ pub(crate) fn decode(
                 if i == i_lo || i == i_hi || Some(i) == d {
                     continue;
                 }
-                let x = *res
-                    .get(next_res)
-                    .ok_or(DecodeError("rollup-coded residuals end early"))?;
-                next_res += 1;
-                known = known.wrapping_add(fill(cell, i, x, order, lo, before));
+                let m = src.sample(cell, i, &rest, before)?;
+                rest.known = rest.known.wrapping_add(m);
+                rest.left -= 1;
             }
             if let Some(d) = d {
-                cell[d] = m_sum[k].wrapping_sub(known);
+                cell[d] = m_sum[k].wrapping_sub(rest.known);
             }
         }
         vals.extend(cell.iter().map(|&m| f(m)));
@@ -297,7 +573,7 @@ pub(crate) fn decode(
     if done != ts.len() {
         return Err(DecodeError("raw samples and their rollup buckets differ"));
     }
-    if next_pos != pos.len() || next_res != res.len() {
+    if !src.done() {
         return Err(DecodeError(
             "rollup-coded value block and its buckets differ",
         ));
@@ -349,6 +625,111 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    /// The decimal scale, mantissas and 5-minute rollup of exact decimals.
+    fn rollup_of(ts: &[i64], vals: &[f64]) -> (usize, Vec<i64>, Rollup) {
+        let mut ms = Vec::new();
+        let scale = decimals(vals, &mut ms).expect("exact decimals");
+        let mut r = Rollup::default();
+        compute_rollup(ts, vals, Some((scale, &ms)), ROLLUP_WIDTHS[0], &mut r);
+        (scale, ms, r)
+    }
+
+    /// The value block of `ts` and mantissas `ms` against their rollup `r`.
+    fn encoded(ts: &[i64], scale: usize, ms: &[i64], r: &Rollup) -> Vec<u8> {
+        let mut out = Vec::new();
+        assert!(encode(
+            ts,
+            (scale, ms),
+            r,
+            ROLLUP_WIDTHS[0],
+            &mut Scratch::default(),
+            &mut out
+        ));
+        out
+    }
+
+    thread_local! {
+        /// The residual form the encoder takes where it can, not the smallest.
+        pub(super) static FORM: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
+    }
+
+    /// Runs `f` with every residual form the encoder has, and with its choice.
+    fn in_every_form(mut f: impl FnMut()) {
+        for form in [Some(0), Some(1), Some(BOUNDED), Some(PAIRS_BOUNDED), None] {
+            FORM.set(form);
+            f();
+        }
+        FORM.set(None);
+    }
+
+    #[test]
+    fn damaged_blocks_and_rollups_never_panic() {
+        let ts: Vec<i64> = (0..300).map(|i| i * 60_000).collect();
+        let mut x = 9u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let vals: Vec<f64> = ts.iter().map(|_| (next() % 500) as f64 / 10.0).collect();
+        let (scale, ms, r) = rollup_of(&ts, &vals);
+        let m = |c: &[f64]| -> Vec<i64> {
+            c.iter()
+                .map(|&v| nearest_mantissa(v, scale).unwrap())
+                .collect()
+        };
+        let count: Vec<i64> = r.count.iter().map(|&c| c as i64).collect();
+        let cols = [count, m(&r.last), m(&r.sum), m(&r.min), m(&r.max)];
+        in_every_form(|| {
+            let block = encoded(&ts, scale, &ms, &r);
+            for round in 0..3000 {
+                let mut buf = block.clone();
+                let mut sc = Scratch {
+                    cols: cols.clone(),
+                    ..Scratch::default()
+                };
+                if round % 3 == 0 {
+                    let c = (next() % 5) as usize;
+                    let k = (next() as usize) % sc.cols[c].len();
+                    sc.cols[c][k] = [i64::MAX, i64::MIN, 0, -1, next() as i64][round % 5];
+                } else {
+                    let i = 3 + (next() as usize) % (buf.len() - 3);
+                    buf[i] ^= 1 << (next() % 8);
+                }
+                let mut out = Vec::new();
+                let _ = decode(&buf, &mut 0, &ts, &mut sc, &mut out);
+            }
+        });
+    }
+
+    #[test]
+    fn a_noisy_gauge_is_coded_in_its_bounds() {
+        let ts: Vec<i64> = (0..600).map(|i| 1_700_000_000_000 + i * 60_000).collect();
+        let mut x = 5u64;
+        let vals: Vec<f64> = ts
+            .iter()
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (4000 + (x % 400) as i64) as f64 / 100.0
+            })
+            .collect();
+        let (scale, ms, r) = rollup_of(&ts, &vals);
+        let mut sizes = Vec::new();
+        in_every_form(|| {
+            let out = encoded(&ts, scale, &ms, &r);
+            sizes.push((out[2], out.len()));
+            let (t2, v2, _) = through_a_block(&ts, &vals);
+            assert_eq!((t2, bits(&v2)), (ts.clone(), bits(&vals)));
+        });
+        // Chosen: the smallest, which is both in bounds (a sample in [min,
+        // max] given the sum, the positions in log2(20) bits).
+        assert_eq!(sizes[4].0, PAIRS_BOUNDED, "{sizes:?}");
+        assert!(sizes.iter().all(|s| s.1 >= sizes[4].1), "{sizes:?}");
+    }
+
     #[test]
     fn reciprocals_split_every_pair_exactly() {
         for n in 1..=64usize {
@@ -380,14 +761,16 @@ mod tests {
         // Each shape at one sample a minute, and at one a second (buckets
         // of 300, past the bit-set path).
         let wide: Vec<i64> = (0..1000).map(|i| 1_700_000_000_000 + i * 1_000).collect();
-        for ts in [ts, wide] {
-            for (k, f) in shapes.iter().enumerate() {
-                let vals: Vec<f64> = (0..ts.len() as i64).map(f).collect();
-                let (t2, v2, coded) = through_a_block(&ts, &vals);
-                assert!(coded, "shape {k}");
-                assert_eq!((t2, bits(&v2)), (ts.clone(), bits(&vals)));
+        in_every_form(|| {
+            for ts in [&ts, &wide] {
+                for (k, f) in shapes.iter().enumerate() {
+                    let vals: Vec<f64> = (0..ts.len() as i64).map(f).collect();
+                    let (t2, v2, coded) = through_a_block(ts, &vals);
+                    assert!(coded, "shape {k}");
+                    assert_eq!((t2, bits(&v2)), (ts.clone(), bits(&vals)));
+                }
             }
-        }
+        });
     }
 
     #[test]
@@ -444,11 +827,15 @@ mod tests {
             if let Some((i, v)) = odd {
                 vals[i.index(ts.len())] = v;
             }
-            let (t2, v2, coded) = through_a_block(&ts, &vals);
-            prop_assert_eq!(t2, ts);
-            prop_assert_eq!(bits(&v2), bits(&vals));
-            if odd.is_none() && spread < 1 << 20 {
-                prop_assert!(coded);
+            for form in [Some(0), Some(1), Some(BOUNDED), Some(PAIRS_BOUNDED), None] {
+                FORM.set(form);
+                let (t2, v2, coded) = through_a_block(&ts, &vals);
+                FORM.set(None);
+                prop_assert_eq!(&t2, &ts);
+                prop_assert_eq!(bits(&v2), bits(&vals));
+                if odd.is_none() && spread < 1 << 20 {
+                    prop_assert!(coded);
+                }
             }
         }
     }
