@@ -3,14 +3,16 @@
 //! checksums over data and index.
 //!
 //! ```text
-//! "AERIEBK1"
-//! data:   per series: raw chunk | rollup 5m | rollup 1h
+//! "AERIEBK2"
+//! data:   per series, in index order: raw chunk | rollup 5m | rollup 1h
 //!         (a raw chunk of short decimals has its values coded against its
 //!         5m rollup, see `cells`: reading it reads that rollup too)
 //! index:  u64 seq | zz start | zz end | u8 level
 //!         3 symbol tables (uvarint n, n x str)
-//!         uvarint n x (uvarint svc, src, met, zz min_t, zz max_t, uvarint count,
-//!                      uvarint off/len of raw, r5, r1h)
+//!         uvarint n x (uvarint svc, src, met, zz min_t - start, uvarint max_t - min_t,
+//!                      uvarint count, uvarint len of raw, r5, r1h)
+//!         (an "AERIEBK1" block, still read, has zz min_t, zz max_t and an
+//!         uvarint offset before each length)
 //! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
 //! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
@@ -42,7 +44,11 @@ use crate::columns::{
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
 
-const MAGIC: &[u8; 8] = b"AERIEBK1";
+/// Blocks as written now: index rows hold lengths, not offsets, and times
+/// relative to the block's start.
+const MAGIC: &[u8; 8] = b"AERIEBK2";
+/// Blocks whose index rows hold absolute offsets and times (still read).
+const MAGIC_V1: &[u8; 8] = b"AERIEBK1";
 const END_MAGIC: &[u8; 8] = b"AERIEEND";
 const FOOTER: usize = 8 + 8 + 4 + 4 + 8;
 
@@ -377,16 +383,20 @@ impl BlockWriter {
             }
         }
         put_uvarint(&mut idx, self.entries.len() as u64);
+        // Series data lies in entry order, each raw | 5m | 1h, from the
+        // magic on: lengths give the offsets.
+        let mut at = MAGIC.len() as u64;
         for (ids, min_t, max_t, count, offs) in &self.entries {
             for id in ids {
                 put_uvarint(&mut idx, *id as u64);
             }
-            put_varint(&mut idx, *min_t);
-            put_varint(&mut idx, *max_t);
+            put_varint(&mut idx, min_t.wrapping_sub(self.meta.start));
+            put_uvarint(&mut idx, max_t.wrapping_sub(*min_t) as u64);
             put_uvarint(&mut idx, *count as u64);
             for (o, l) in offs {
-                put_uvarint(&mut idx, *o);
+                debug_assert_eq!(*o, at, "series data is contiguous");
                 put_uvarint(&mut idx, *l as u64);
+                at += u64::from(*l);
             }
         }
         let data_crc = self.crc.clone().finalize();
@@ -431,9 +441,13 @@ impl Block {
         #[allow(unsafe_code)]
         let data = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
         let n = data.len();
-        if n < MAGIC.len() + FOOTER || &data[..8] != MAGIC || &data[n - 8..] != END_MAGIC {
+        if n < MAGIC.len() + FOOTER
+            || (&data[..8] != MAGIC && &data[..8] != MAGIC_V1)
+            || &data[n - 8..] != END_MAGIC
+        {
             return Err(corrupt("bad magic or truncated file"));
         }
+        let v1 = &data[..8] == MAGIC_V1;
         let f = &data[n - FOOTER..];
         let u64_at = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(f[i..i + 4].try_into().expect("4 bytes"));
@@ -478,6 +492,7 @@ impl Block {
             }
         }
         let count = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
+        let mut at = MAGIC.len() as u64;
         let mut entries = Vec::with_capacity(count.min(idx.len()));
         let mut keys = Vec::with_capacity(count.min(idx.len()));
         for _ in 0..count {
@@ -489,17 +504,28 @@ impl Block {
                     .ok_or_else(|| corrupt("symbol id out of range"))?
                     .clone();
             }
-            let min_t = get_varint(idx, &mut pos).map_err(bad)?;
-            let max_t = get_varint(idx, &mut pos).map_err(bad)?;
+            let (min_t, max_t) = if v1 {
+                let min_t = get_varint(idx, &mut pos).map_err(bad)?;
+                (min_t, get_varint(idx, &mut pos).map_err(bad)?)
+            } else {
+                let min_t = start.wrapping_add(get_varint(idx, &mut pos).map_err(bad)?);
+                let span = get_uvarint(idx, &mut pos).map_err(bad)? as i64;
+                (min_t, min_t.wrapping_add(span))
+            };
             let _count = get_uvarint(idx, &mut pos).map_err(bad)?;
             let mut offs = [(0u64, 0u32); 3];
             for o in &mut offs {
-                let off = get_uvarint(idx, &mut pos).map_err(bad)?;
+                let off = if v1 {
+                    get_uvarint(idx, &mut pos).map_err(bad)?
+                } else {
+                    at
+                };
                 let len = get_uvarint(idx, &mut pos).map_err(bad)?;
-                if off.saturating_add(len) > index_off as u64 {
+                if len > u64::from(u32::MAX) || off.saturating_add(len) > index_off as u64 {
                     return Err(corrupt("chunk offset out of range"));
                 }
                 *o = (off, len as u32);
+                at = off + len;
             }
             entries.push(Entry {
                 sid: 0,
@@ -743,5 +769,74 @@ mod tests {
             "{err}"
         );
         assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn blocks_of_the_first_layout_are_still_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = BlockMeta {
+            seq: 5,
+            start: 7_200_000,
+            end: 14_400_000,
+            level: 0,
+        };
+        let mut w = BlockWriter::create(dir.path(), meta).unwrap();
+        let ts: Vec<i64> = (1..=100).map(|i| 7_200_000 + i * 60_000).collect();
+        let vals: Vec<f64> = (1..=100).map(|i| (i * i % 97) as f64 / 10.0).collect();
+        w.add(["svc", "h1", "m"], &ts, &vals).unwrap();
+        w.add(["svc", "h2", "m"], &ts[50..], &vals[50..]).unwrap();
+        let path = w.finish().unwrap();
+        let now = Block::open(&path).unwrap();
+        // The same block in the first layout: absolute times and offsets.
+        let bytes = fs::read(&path).unwrap();
+        let index_off = u64::from_le_bytes(bytes[bytes.len() - FOOTER..][..8].try_into().unwrap());
+        let mut idx = Vec::new();
+        idx.extend_from_slice(&meta.seq.to_le_bytes());
+        put_varint(&mut idx, meta.start);
+        put_varint(&mut idx, meta.end);
+        idx.push(meta.level);
+        for names in [&["svc"][..], &["h1", "h2"], &["m"]] {
+            put_uvarint(&mut idx, names.len() as u64);
+            for n in names {
+                put_uvarint(&mut idx, n.len() as u64);
+                idx.extend_from_slice(n.as_bytes());
+            }
+        }
+        put_uvarint(&mut idx, 2);
+        for (i, e) in now.block.entries.iter().enumerate() {
+            for id in [0, i as u64, 0] {
+                put_uvarint(&mut idx, id);
+            }
+            put_varint(&mut idx, e.min_t);
+            put_varint(&mut idx, e.max_t);
+            put_uvarint(&mut idx, 1);
+            for (o, l) in [e.raw, e.rollups[0], e.rollups[1]] {
+                put_uvarint(&mut idx, o);
+                put_uvarint(&mut idx, u64::from(l));
+            }
+        }
+        let mut old = bytes[..index_off as usize].to_vec();
+        old[..8].copy_from_slice(MAGIC_V1);
+        let data_crc = crc32fast::hash(&old[MAGIC.len()..]);
+        old.extend_from_slice(&idx);
+        old.extend_from_slice(&index_off.to_le_bytes());
+        old.extend_from_slice(&(idx.len() as u64).to_le_bytes());
+        old.extend_from_slice(&crc32fast::hash(&idx).to_le_bytes());
+        old.extend_from_slice(&data_crc.to_le_bytes());
+        old.extend_from_slice(END_MAGIC);
+        let old_path = dir.path().join("old.blk");
+        fs::write(&old_path, &old).unwrap();
+        let mut ub = Block::open(&old_path).unwrap();
+        assert_eq!(ub.keys, now.keys);
+        ub.block.bind(&[1, 2]);
+        for (sid, (t, v)) in [(1, (&ts[..], &vals[..])), (2, (&ts[50..], &vals[50..]))] {
+            let e = *ub.block.entry(sid).unwrap();
+            assert_eq!((e.min_t, e.max_t), (t[0], t[t.len() - 1]));
+            let (mut t2, mut v2) = (Vec::new(), Vec::new());
+            ub.block
+                .raw(&e, &mut cells::Scratch::default(), &mut t2, &mut v2)
+                .unwrap();
+            assert_eq!((&t2[..], &v2[..]), (t, v));
+        }
     }
 }
