@@ -38,8 +38,8 @@ use crate::codec::{
     get_varint, put_uvarint, put_varint, skip_timestamps,
 };
 use crate::columns::{
-    BY_LAST, BY_LAST_BEFORE, BY_MID, Basis, decode_column, decode_column_mantissas, encode_column,
-    predictor,
+    BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, Basis, decode_column,
+    decode_column_mantissas, encode_column, predictor,
 };
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
@@ -339,7 +339,7 @@ impl BlockWriter {
             encode_chunk(&r.labels, &r.last, col);
             put_uvarint(&mut self.scratch, col.len() as u64);
             self.scratch.extend_from_slice(col);
-            let near = &[BY_LAST, BY_LAST_BEFORE][..];
+            let near = &[BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED][..];
             let by_last = Basis::last(&r.last[..]);
             let spread = Basis {
                 last: &r.last[..],

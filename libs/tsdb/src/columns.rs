@@ -10,8 +10,10 @@
 //!          | u8 0, or u8 1 uvarint bits packed ULP distances
 //! ```
 //! Predictors: 0 the bucket's last, 1 the bucket before's last (0 for the
-//! first), for a min or a max; 2 the bucket's count times the mid-range of
-//! its min and max, `count * (min + max) >> 1`, for a sum. A gauge's min
+//! first), 3 the bucket's last with a flag for each bucket equal to it
+//! (`uvarint bits | bits` before the integers, which skip those buckets),
+//! for a min or a max; 2 the bucket's count times the mid-range of its min
+//! and max, `count * (min + max) >> 1`, for a sum. A gauge's min
 //! and max lie near its last and a counter's min follows the last before:
 //! what is left is the spread inside the bucket, not the series' own
 //! wander. A counter's sum is its count times its mid-range but for the
@@ -23,6 +25,7 @@
 //! count times last saved 0.02 bytes a sample and cost a quarter more time
 //! to read the 5-minute sums.)
 
+use crate::bits::BitWriter;
 use crate::codec::{
     DecodeError, MAX_SCALE, POW10, decode_mantissas, decode_values, encode_values, from_mantissa,
     get_ints, get_stream, get_u8, get_uvarint, mantissa, near_mantissa, pack, put_ints, put_stream,
@@ -42,6 +45,10 @@ pub(crate) const BY_LAST: u8 = 0;
 pub(crate) const BY_LAST_BEFORE: u8 = 1;
 /// Predicts a sum with the bucket's count times its min and max's mean.
 pub(crate) const BY_MID: u8 = 2;
+/// Predicts with the bucket's last, flagging the buckets equal to it (a
+/// gauge's last is its min or max in two buckets of five): only the others
+/// have residuals.
+pub(crate) const BY_LAST_FLAGGED: u8 = 3;
 
 /// What a column's predictions are read from: the buckets' last, and for a
 /// sum predicted by [`BY_MID`] their count, min and max (as values, or as
@@ -69,7 +76,7 @@ const MAX: usize = 3;
 #[inline]
 fn prediction(p: u8, k: usize, m: impl Fn(usize, usize) -> i64) -> i64 {
     match p {
-        BY_LAST => m(LAST, k),
+        BY_LAST | BY_LAST_FLAGGED => m(LAST, k),
         BY_LAST_BEFORE => k.checked_sub(1).map_or(0, |j| m(LAST, j)),
         _ => m(COUNT, k).wrapping_mul(m(MIN, k).wrapping_add(m(MAX, k))) >> 1,
     }
@@ -156,7 +163,23 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
     out.push(PREDICTED);
     out.push(p);
     out.push(scale as u8);
-    put_ints(&res, out);
+    if p == BY_LAST_FLAGGED {
+        let mut flags = BitWriter::new();
+        for (c, l) in col.iter().zip(basis.last) {
+            flags.write_bit(c.to_bits() == l.to_bits());
+        }
+        let kept: Vec<i64> = (col.iter().zip(basis.last).zip(&res))
+            .filter(|((c, l), _)| c.to_bits() != l.to_bits())
+            .map(|(_, &r)| r)
+            .collect();
+        if kept.is_empty() {
+            return false;
+        }
+        put_stream(out, &flags);
+        put_ints(&kept, out);
+    } else {
+        put_ints(&res, out);
+    }
     if ulps.iter().all(|&u| u == 0) {
         out.push(0);
     } else {
@@ -164,6 +187,37 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         put_stream(out, &pack(&ulps));
     }
     true
+}
+
+/// Reads the residuals of a predicted column of `n` buckets with predictor
+/// `p`, handing each bucket's to `emit` (0 for a bucket flagged equal to
+/// its last).
+fn get_residuals(
+    buf: &[u8],
+    pos: &mut usize,
+    p: u8,
+    n: usize,
+    mut emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if p != BY_LAST_FLAGGED {
+        return get_ints(buf, pos, n, emit);
+    }
+    let mut r = get_stream(buf, pos)?;
+    if r.remaining() != n as u64 {
+        return Err(DecodeError("rollup column flags and buckets differ"));
+    }
+    let flags: Vec<bool> = (0..n)
+        .map(|_| r.read_bit())
+        .collect::<Option<_>>()
+        .ok_or(DecodeError("rollup column flags end early"))?;
+    let kept = flags.iter().filter(|&&f| !f).count();
+    let mut res = Vec::with_capacity(kept);
+    get_ints(buf, pos, kept, |x| res.push(x))?;
+    let mut res = res.into_iter();
+    for f in flags {
+        emit(if f { 0 } else { res.next().unwrap_or(0) });
+    }
+    Ok(())
 }
 
 /// Reads the header of a predicted column at `*pos` (its marker byte) of
@@ -177,7 +231,7 @@ fn predicted_header<T>(
     *pos += 1;
     let p = get_u8(buf, pos)?;
     let scale = get_u8(buf, pos)? as usize;
-    if p > BY_MID || scale > MAX_SCALE {
+    if p > BY_LAST_FLAGGED || scale > MAX_SCALE {
         return Err(DecodeError("bad predicted rollup column header"));
     }
     let have = match (p, basis.spread) {
@@ -224,7 +278,7 @@ pub(crate) fn decode_column(
             let start = out.len();
             out.reserve(n);
             let mut k = 0;
-            get_ints(buf, pos, n, |r| {
+            get_residuals(buf, pos, p, n, |r| {
                 out.push(from_mantissa(r.wrapping_add(prediction(p, k, m)), scale));
                 k += 1;
             })?;
@@ -283,7 +337,7 @@ pub(crate) fn decode_column_mantissas(
                 };
                 out.reserve(n);
                 let mut k = 0;
-                get_ints(buf, pos, n, |r| {
+                get_residuals(buf, pos, p, n, |r| {
                     out.push(r.wrapping_add(prediction(p, k, m)));
                     k += 1;
                 })?;
@@ -431,8 +485,16 @@ mod tests {
             };
             for (col, preds, basis) in [
                 (&sum, &[BY_MID][..], spread),
-                (&min, &[BY_LAST, BY_LAST_BEFORE][..], by_last),
-                (&max, &[BY_LAST, BY_LAST_BEFORE][..], by_last),
+                (
+                    &min,
+                    &[BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED][..],
+                    by_last,
+                ),
+                (
+                    &max,
+                    &[BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED][..],
+                    by_last,
+                ),
             ] {
                 let mut plain = Vec::new();
                 encode_column(col, &[], basis, &mut plain);
@@ -445,6 +507,22 @@ mod tests {
                 if counter && (col == &min || col == &sum) {
                     assert_eq!(buf[0], PREDICTED);
                     assert!(buf.len() < plain.len(), "{} vs {}", buf.len(), plain.len());
+                }
+                // A gauge's last is its min in one bucket of five: flagged,
+                // those buckets cost a bit each.
+                if !counter && col == &min {
+                    let (mut by, mut flagged) = (Vec::new(), Vec::new());
+                    assert!(encode_predicted(col, BY_LAST, basis, &mut by));
+                    assert!(encode_predicted(col, BY_LAST_FLAGGED, basis, &mut flagged));
+                    assert!(
+                        flagged.len() < by.len(),
+                        "{} vs {}",
+                        flagged.len(),
+                        by.len()
+                    );
+                    let mut out = Vec::new();
+                    decode_column(&flagged, &mut 0, col.len(), basis, &mut out).unwrap();
+                    assert_eq!(bits(&out), bits(col));
                 }
                 let (mut out, mut pos) = (Vec::new(), 0);
                 decode_column(&buf, &mut pos, col.len(), basis, &mut out).unwrap();
@@ -503,6 +581,7 @@ mod tests {
             for (preds, basis) in [
                 (&[BY_LAST, BY_LAST_BEFORE][..], Basis::last(&last[..])),
                 (&[BY_LAST_BEFORE][..], Basis::last(&last[..])),
+                (&[BY_LAST_FLAGGED][..], Basis::last(&last[..])),
                 (&[BY_MID][..], spread),
                 (&[BY_MID][..], Basis::last(&last[..])),
             ] {
