@@ -1,6 +1,6 @@
 //! Rollup column codecs: a column is a plain value block, the exceptions to
-//! its buckets' `last`, or its mantissas less a prediction from the
-//! buckets' other columns, whichever is smallest.
+//! its buckets' `last`, one integer but at a few buckets, or its mantissas
+//! less a prediction from the buckets' other columns, whichever is smallest.
 //!
 //! ```text
 //! column = value block
@@ -8,6 +8,8 @@
 //!          (equal to last except at k buckets)
 //!        | 0x81 u8 predictor | u8 scale | ints(mantissa - prediction)
 //!          | u8 0, or u8 1 uvarint bits packed ULP distances
+//!        | 0x82 zz integer | uvarint k, k x (uvarint index gap, zz difference)
+//!          (that integer except at k buckets)
 //! ```
 //! Predictors: 0 the bucket's last, 1 the bucket before's last (0 for the
 //! first), 3 the bucket's last with a flag for each bucket equal to it
@@ -28,8 +30,8 @@
 use crate::bits::BitWriter;
 use crate::codec::{
     DecodeError, MAX_SCALE, POW10, decode_mantissas, decode_values, encode_values, from_mantissa,
-    get_ints, get_stream, get_u8, get_uvarint, mantissa, near_mantissa, pack, put_ints, put_stream,
-    put_uvarint, rounded, unpack,
+    get_ints, get_stream, get_u8, get_uvarint, get_varint, mantissa, near_mantissa, pack, put_ints,
+    put_stream, put_uvarint, put_varint, rounded, unpack,
 };
 
 /// Marks a column stored as "equal to `last` except at these buckets" (a
@@ -38,6 +40,9 @@ use crate::codec::{
 pub(crate) const LIKE_LAST: u8 = 0x80;
 /// Marks a column stored as mantissas less a prediction.
 pub(crate) const PREDICTED: u8 = 0x81;
+/// Marks a column of integers stored as one integer but at some buckets
+/// (a count: every bucket full but the first and last).
+pub(crate) const CONSTANT: u8 = 0x82;
 
 /// Predicts with the bucket's last.
 pub(crate) const BY_LAST: u8 = 0;
@@ -114,6 +119,11 @@ pub(crate) fn encode_column(col: &[f64], preds: &[u8], basis: Basis<'_, f64>, ou
     encode_values(col, out);
     let mut best = out.len() - start;
     let mut alt = Vec::new();
+    if encode_constant(col, &mut alt) && alt.len() < best {
+        best = alt.len();
+        out.truncate(start);
+        out.extend_from_slice(&alt);
+    }
     for &p in preds {
         alt.clear();
         if encode_predicted(col, p, basis, &mut alt) && alt.len() < best {
@@ -122,6 +132,62 @@ pub(crate) fn encode_column(col: &[f64], preds: &[u8], basis: Basis<'_, f64>, ou
             out.extend_from_slice(&alt);
         }
     }
+}
+
+/// Writes a column of integers as its middle one and the exceptions to it,
+/// if it is one of integers and mostly that one.
+fn encode_constant(col: &[f64], out: &mut Vec<u8>) -> bool {
+    let Some(&mid) = col.get(col.len() / 2) else {
+        return false;
+    };
+    let ints: Option<Vec<i64>> = col.iter().map(|&v| mantissa(v, 0)).collect();
+    let (Some(ints), Some(mode)) = (ints, mantissa(mid, 0)) else {
+        return false;
+    };
+    let differ = ints.iter().filter(|&&m| m != mode).count();
+    if differ * 8 > col.len() {
+        return false;
+    }
+    out.clear();
+    out.push(CONSTANT);
+    put_varint(out, mode);
+    put_uvarint(out, differ as u64);
+    let mut prev = 0usize;
+    for (i, &m) in ints.iter().enumerate() {
+        if m != mode {
+            put_uvarint(out, (i - prev) as u64);
+            put_varint(out, m.wrapping_sub(mode));
+            prev = i;
+        }
+    }
+    true
+}
+
+/// Reads a column written by [`encode_constant`] at `*pos` (its marker) of
+/// `n` buckets, handing each integer to `emit` in order.
+fn get_constant(
+    buf: &[u8],
+    pos: &mut usize,
+    n: usize,
+    mut emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    *pos += 1;
+    let mode = get_varint(buf, pos)?;
+    let k = get_uvarint(buf, pos)?;
+    let mut i = 0usize;
+    let mut at = 0usize;
+    for j in 0..k {
+        at = at.saturating_add(get_uvarint(buf, pos)? as usize);
+        if at >= n || (j > 0 && at == i - 1) {
+            return Err(DecodeError("rollup exception index out of range"));
+        }
+        let m = mode.wrapping_add(get_varint(buf, pos)?);
+        (i..at).for_each(|_| emit(mode));
+        emit(m);
+        i = at + 1;
+    }
+    (i..n).for_each(|_| emit(mode));
+    Ok(())
 }
 
 /// Writes `col` as mantissas less prediction `p`, if there is a scale at
@@ -266,6 +332,7 @@ pub(crate) fn decode_column(
             out.extend_from_slice(last);
             like_last_exceptions(buf, pos, n, last.len(), |i, v| out[start + i] = v)
         }
+        Some(&CONSTANT) => get_constant(buf, pos, n, |m| out.push(m as f64)),
         Some(&PREDICTED) => {
             let (p, scale) = predicted_header(buf, pos, n, &basis)?;
             let ps = POW10[scale];
@@ -323,6 +390,10 @@ pub(crate) fn decode_column_mantissas(
             like_last_exceptions(buf, pos, n, last.len(), |i, v| {
                 out[start + i] = rounded(v * p) as i64
             })
+        }
+        Some(&CONSTANT) => {
+            let p = POW10[scale];
+            get_constant(buf, pos, n, |m| out.push(rounded(m as f64 * p) as i64))
         }
         Some(&PREDICTED) => {
             let start = *pos;
@@ -444,6 +515,36 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
+    #[test]
+    fn counts_full_but_at_the_edges_take_a_few_bytes() {
+        for n in [24usize, 288, 2016] {
+            let mut count = vec![5.0; n];
+            count[0] = 1.0;
+            count[n - 1] = 4.0;
+            let last: Vec<f64> = (0..n).map(|i| i as f64).collect();
+            let mut buf = Vec::new();
+            encode_column(&count, &[], Basis::last(&last), &mut buf);
+            assert_eq!(buf[0], CONSTANT);
+            assert!(buf.len() <= 8, "{n}: {} bytes", buf.len());
+            let (mut out, mut pos) = (Vec::new(), 0);
+            decode_column(&buf, &mut pos, n, Basis::last(&last), &mut out).unwrap();
+            assert_eq!((pos, bits(&out)), (buf.len(), bits(&count)));
+            let mut ms = Vec::new();
+            let lm: Vec<i64> = (0..n as i64).collect();
+            decode_column_mantissas(&buf, &mut 0, n, (0, 0), Basis::last(&lm), &mut ms).unwrap();
+            assert_eq!(ms, count.iter().map(|&c| c as i64).collect::<Vec<_>>());
+            // Exceptions out of order or past the end are corruption.
+            for bad in [
+                [CONSTANT, 10, 2, 3, 2, 0, 2],
+                [CONSTANT, 10, 1, 0xff, 0x7f, 2, 0],
+            ] {
+                assert!(
+                    decode_column(&bad, &mut 0, n, Basis::last(&last), &mut Vec::new()).is_err()
+                );
+            }
+        }
+    }
+
     /// Buckets of 5 one-minute samples of a noisy two-decimal gauge and of
     /// a counter: count, sum, min, max and last (sums as exact decimals).
     fn buckets(counter: bool) -> [Vec<f64>; 5] {
@@ -560,7 +661,7 @@ mod tests {
         #[test]
         fn any_column_round_trips(
             rows in proptest::collection::vec(
-                (prop_oneof![Just(5.0), 1.0f64..400.0], -1e6f64..1e6, 0u8..5, any::<f64>(), -1e3f64..1e3),
+                (prop_oneof![Just(5.0), 1.0f64..400.0], -1e6f64..1e6, 0u8..6, any::<f64>(), -1e3f64..1e3),
                 1..200),
             digits in 0i32..4,
         ) {
@@ -575,9 +676,18 @@ mod tests {
                 1 => l + dec(r.1 * 7.0),
                 2 => r.3,
                 3 => dec(c * r.1 + r.4),
+                4 => if r.4 > 900.0 { r.1.round() } else { 5.0 },
                 _ => l * r.0.round() + 0.1,
             }).collect();
             let spread = Basis { last: &last[..], spread: Some([&count[..], &min[..], &max[..]]) };
+            // A column of one integer but at a few buckets.
+            let mostly: Vec<f64> =
+                rows.iter().map(|r| if r.4 > 900.0 { r.1.round() } else { 5.0 }).collect();
+            let mut buf = Vec::new();
+            encode_column(&mostly, &[], Basis::last(&last[..]), &mut buf);
+            let mut out = Vec::new();
+            decode_column(&buf, &mut 0, col.len(), Basis::last(&last[..]), &mut out).unwrap();
+            prop_assert_eq!(bits(&out), bits(&mostly));
             for (preds, basis) in [
                 (&[BY_LAST, BY_LAST_BEFORE][..], Basis::last(&last[..])),
                 (&[BY_LAST_BEFORE][..], Basis::last(&last[..])),
