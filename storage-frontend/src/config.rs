@@ -129,6 +129,10 @@ pub struct EmbeddedConfig {
     /// Window compaction merges cold blocks into (a multiple of `partition`).
     #[serde(with = "humantime_serde")]
     pub compacted_partition: Duration,
+    /// Window compaction merges cold compacted windows into once all of it
+    /// is cold (a multiple of `compacted_partition`; 0 for none).
+    #[serde(with = "humantime_serde")]
+    pub long_partition: Duration,
     /// A series absent for longer than this is out of the name index in between.
     #[serde(with = "humantime_serde")]
     pub index_gap: Duration,
@@ -152,6 +156,7 @@ impl Default for EmbeddedConfig {
             future_tolerance: Duration::from_secs(600),
             partition: Duration::from_secs(2 * 3600),
             compacted_partition: Duration::from_secs(86_400),
+            long_partition: Duration::from_secs(7 * 86_400),
             index_gap: Duration::from_secs(3600),
             read_threads: 0,
             raw_against_rollup: true,
@@ -185,6 +190,7 @@ impl EmbeddedConfig {
             },
             partition_ms: ms(self.partition),
             compacted_partition_ms: ms(self.compacted_partition),
+            long_partition_ms: ms(self.long_partition),
             index_gap_ms: ms(self.index_gap),
             read_threads: if self.read_threads == 0 {
                 defaults.read_threads
@@ -229,6 +235,19 @@ impl EmbeddedConfig {
                 format!(
                     "must be a multiple of storage.embedded.partition ({})",
                     humantime::format_duration(self.partition)
+                ),
+            ));
+        }
+        if !self
+            .long_partition
+            .as_millis()
+            .is_multiple_of(self.compacted_partition.as_millis())
+        {
+            return Err(ConfigError::invalid(
+                key("long_partition"),
+                format!(
+                    "must be 0 or a multiple of storage.embedded.compacted_partition ({})",
+                    humantime::format_duration(self.compacted_partition)
                 ),
             ));
         }
@@ -292,6 +311,13 @@ mod tests {
         c.embedded.ooo_window = c.embedded.retention;
         let e = c.validate().unwrap_err().to_string();
         assert!(e.contains("storage.embedded.ooo_window"), "{e}");
+
+        let mut c = Config::default();
+        c.embedded.long_partition = Duration::from_secs(36 * 3600);
+        let e = c.validate().unwrap_err().to_string();
+        assert!(e.contains("storage.embedded.long_partition"), "{e}");
+        c.embedded.long_partition = Duration::ZERO;
+        c.validate().unwrap();
 
         let mut c = Config::default();
         c.limits.chunk_cells = 0;

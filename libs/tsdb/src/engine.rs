@@ -51,6 +51,13 @@ pub struct Options {
     /// Window that compaction merges cold blocks into (default 1 day; a
     /// multiple of `partition_ms`).
     pub compacted_partition_ms: i64,
+    /// Window that compaction merges cold compacted windows into once the
+    /// whole of it is cold (default 7 days; a multiple of
+    /// `compacted_partition_ms`; 0 for none). Longer blocks store less a
+    /// sample (fewer series headers, longer runs to pack) and cost one
+    /// series' raw read of a day more decoding; retention deletes whole
+    /// blocks, so data can outlive it by up to this window.
+    pub long_partition_ms: i64,
     /// The backfill head is sealed into blocks once it holds this many
     /// samples (default 4 M).
     pub backfill_max_samples: usize,
@@ -76,6 +83,7 @@ impl Default for Options {
             fsync: FsyncPolicy::Always,
             partition_ms: 2 * 3_600_000,
             compacted_partition_ms: DAY_MS,
+            long_partition_ms: 7 * DAY_MS,
             backfill_max_samples: 4_000_000,
             index_gap_ms: 3_600_000,
             read_threads: std::thread::available_parallelism()
@@ -96,6 +104,12 @@ impl Options {
             return bad(format!(
                 "compacted_partition_ms {} is not a multiple of partition_ms {}",
                 self.compacted_partition_ms, self.partition_ms
+            ));
+        }
+        if self.long_partition_ms < 0 || self.long_partition_ms % self.compacted_partition_ms != 0 {
+            return bad(format!(
+                "long_partition_ms {} is not 0 or a multiple of compacted_partition_ms {}",
+                self.long_partition_ms, self.compacted_partition_ms
             ));
         }
         if self.ooo_window_ms < 0
@@ -737,9 +751,10 @@ impl Engine {
         st.index.write_snapshot(&self.dir.join("index.snap"))
     }
 
-    /// Merges blocks: cold compacted windows into one block each, and
-    /// several blocks of one partition window into one. Returns the number
-    /// of blocks written.
+    /// Merges blocks: cold long windows and cold compacted windows into
+    /// one block each (the longest window a block lies in whose whole is
+    /// cold), and several blocks of one partition window into one. Returns
+    /// the number of blocks written.
     pub fn compact(&self) -> Result<usize> {
         let _m = self.maint.lock();
         let cold = self
@@ -747,16 +762,22 @@ impl Engine {
             .clock
             .now_ms()
             .saturating_sub(self.opts.ooo_window_ms);
-        let c = self.opts.compacted_partition_ms;
+        let windows = [
+            (self.opts.long_partition_ms, 2u8),
+            (self.opts.compacted_partition_ms, 1),
+        ];
         let blocks: Vec<Arc<Block>> = self.state.read().blocks.clone();
         let mut groups: BTreeMap<(i64, i64, u8), Vec<Arc<Block>>> = BTreeMap::new();
         for b in blocks {
-            let day = b.meta.start.div_euclid(c) * c;
-            let key = if day + c <= cold && b.meta.end <= day + c {
-                (day, day + c, 1)
-            } else {
-                (b.meta.start, b.meta.end, b.meta.level)
-            };
+            let key = windows
+                .iter()
+                .filter(|&&(w, _)| w > 0)
+                .map(|&(w, level)| (b.meta.start.div_euclid(w) * w, w, level))
+                .find(|&(from, w, _)| from + w <= cold && b.meta.end <= from + w)
+                .map_or(
+                    (b.meta.start, b.meta.end, b.meta.level),
+                    |(from, w, level)| (from, from + w, level),
+                );
             groups.entry(key).or_default().push(b);
         }
         let mut written = 0;

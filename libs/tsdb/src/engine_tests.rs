@@ -192,6 +192,48 @@ fn retention_drops_whole_partitions_and_compaction_keeps_data() {
 }
 
 #[test]
+fn cold_weeks_merge_into_one_block_and_take_late_samples() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Arc::new(ManualClock::new(T0));
+    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    // T0 is the last day of a 7-day window: the next one starts a day on.
+    let week = T0 + DAY_MS;
+    assert_eq!(week % (7 * DAY_MS), 0);
+    let mut want = Vec::new();
+    for d in 0..8 {
+        clock.set(week + d * DAY_MS + 12 * 3_600_000);
+        let rows: Vec<SampleRow> = (0..(12 * 60))
+            .map(|i| {
+                let ts = week + d * DAY_MS + i * MIN;
+                row("web", "h1", "http/requests", ts, (d * 1000 + i) as f64)
+            })
+            .collect();
+        want.extend(rows.iter().map(|r| (r.ts, r.value)));
+        e.append(&rows).unwrap();
+        e.maintain().unwrap();
+    }
+    // Days 0..6 are cold daily blocks until the whole week is cold.
+    assert_eq!(e.stats().blocks, 7, "{:?}", e.stats());
+    clock.set(week + 8 * DAY_MS + 3_600_000);
+    e.maintain().unwrap();
+    assert_eq!(e.stats().blocks, 2, "the week and day 7: {:?}", e.stats());
+    assert_eq!(vals(&e, "h1", week, week + 9 * DAY_MS), want);
+    // A late sample in that week is merged into a new block of the week.
+    let late = week + 3 * DAY_MS + 13 * 3_600_000;
+    e.append(&[row("web", "h1", "http/requests", late, -1.0)])
+        .unwrap();
+    e.flush().unwrap();
+    e.compact().unwrap();
+    assert_eq!(e.stats().blocks, 2, "{:?}", e.stats());
+    want.push((late, -1.0));
+    want.sort_by_key(|w| w.0);
+    assert_eq!(vals(&e, "h1", week, week + 9 * DAY_MS), want);
+    drop(e);
+    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    assert_eq!(vals(&e, "h1", week, week + 9 * DAY_MS), want);
+}
+
+#[test]
 fn corrupt_block_is_reported_and_skipped() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0 + DAY_MS));
