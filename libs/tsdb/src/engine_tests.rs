@@ -195,7 +195,11 @@ fn retention_drops_whole_partitions_and_compaction_keeps_data() {
 fn cold_weeks_merge_into_one_block_and_take_late_samples() {
     let dir = tempfile::tempdir().unwrap();
     let clock = Arc::new(ManualClock::new(T0));
-    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    let o = Options {
+        long_partition_ms: 7 * DAY_MS,
+        ..opts(&clock)
+    };
+    let e = Engine::open(dir.path(), o.clone()).unwrap();
     // T0 is the last day of a 7-day window: the next one starts a day on.
     let week = T0 + DAY_MS;
     assert_eq!(week % (7 * DAY_MS), 0);
@@ -229,7 +233,7 @@ fn cold_weeks_merge_into_one_block_and_take_late_samples() {
     want.sort_by_key(|w| w.0);
     assert_eq!(vals(&e, "h1", week, week + 9 * DAY_MS), want);
     drop(e);
-    let e = Engine::open(dir.path(), opts(&clock)).unwrap();
+    let e = Engine::open(dir.path(), o).unwrap();
     assert_eq!(vals(&e, "h1", week, week + 9 * DAY_MS), want);
 }
 
