@@ -785,10 +785,14 @@ impl Engine {
         }
         let mut written = 0;
         for ((start, end, level), inputs) in groups {
+            // One block alone is left as it is when it already spans the
+            // window, or is one compacted day of a long window: rewriting
+            // it would store the same samples again.
             if inputs.len() < 2
-                && inputs
-                    .iter()
-                    .all(|b| b.meta.start == start && b.meta.end == end)
+                && inputs.iter().all(|b| {
+                    (b.meta.start == start && b.meta.end == end)
+                        || (level == 2 && b.meta.level >= 1)
+                })
             {
                 continue;
             }
