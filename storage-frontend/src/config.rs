@@ -225,32 +225,34 @@ impl EmbeddedConfig {
                 ),
             ));
         }
-        if self.partition.as_millis() == 0
-            || !self
-                .compacted_partition
-                .as_millis()
-                .is_multiple_of(self.partition.as_millis())
-        {
-            return Err(ConfigError::invalid(
-                key("compacted_partition"),
-                format!(
-                    "must be a multiple of storage.embedded.partition ({})",
-                    humantime::format_duration(self.partition)
-                ),
-            ));
-        }
-        if !self
-            .long_partition
-            .as_millis()
-            .is_multiple_of(self.compacted_partition.as_millis())
-        {
-            return Err(ConfigError::invalid(
-                key("long_partition"),
-                format!(
-                    "must be 0 or a multiple of storage.embedded.compacted_partition ({})",
-                    humantime::format_duration(self.compacted_partition)
-                ),
-            ));
+        // Each window a whole number of the one below it (a long window may
+        // be 0, none).
+        let windows = [
+            (
+                "compacted_partition",
+                self.compacted_partition,
+                "partition",
+                self.partition,
+                "",
+            ),
+            (
+                "long_partition",
+                self.long_partition,
+                "compacted_partition",
+                self.compacted_partition,
+                "0 or ",
+            ),
+        ];
+        for (name, d, of, base, zero) in windows {
+            if base.as_millis() == 0 || !d.as_millis().is_multiple_of(base.as_millis()) {
+                return Err(ConfigError::invalid(
+                    key(name),
+                    format!(
+                        "must be {zero}a multiple of storage.embedded.{of} ({})",
+                        humantime::format_duration(base)
+                    ),
+                ));
+            }
         }
         Ok(())
     }

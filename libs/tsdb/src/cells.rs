@@ -151,19 +151,7 @@ pub(crate) fn encode(
         if d.is_some() && nearest_mantissa(sum, scale).map(i128::from) != Some(total) {
             return Err(());
         }
-        let free = (0..n - 1).filter(|&i| i != i_lo && i != i_hi).count();
-        let mut rest = Rest {
-            lo,
-            hi,
-            sum: total as i64,
-            known: 0,
-            left: free,
-        };
-        for (i, &m) in cell.iter().enumerate() {
-            if i == n - 1 || i == i_lo || i == i_hi {
-                rest.known = rest.known.wrapping_add(m);
-            }
-        }
+        let mut rest = Rest::new(n, (lo, i_lo), (hi, i_hi), cell[n - 1], total as i64);
         for i in 0..n - 1 {
             if i == i_lo || i == i_hi || Some(i) == d {
                 continue;
@@ -181,8 +169,7 @@ pub(crate) fn encode(
                 tb[0].write_below(x, m);
                 tb[1].write_below(x, m);
             }
-            rest.known = rest.known.wrapping_add(cell[i]);
-            rest.left -= 1;
+            rest.take(cell[i]);
         }
         Ok(())
     });
@@ -337,6 +324,37 @@ struct Rest {
 }
 
 impl Rest {
+    /// A bucket of `n` samples with min `lo` first at `i_lo`, max `hi`
+    /// first at `i_hi`, last sample `last` and sum `sum`, before any free
+    /// sample is filled: the known sum counts the last, and the min and max
+    /// where they are not the last.
+    #[inline]
+    fn new(
+        n: usize,
+        (lo, i_lo): (i64, usize),
+        (hi, i_hi): (i64, usize),
+        last: i64,
+        sum: i64,
+    ) -> Self {
+        let (lo_apart, hi_apart) = (i_lo != n - 1, i_hi != n - 1);
+        Self {
+            lo,
+            hi,
+            sum,
+            known: last
+                .wrapping_add(lo.wrapping_mul(i64::from(lo_apart)))
+                .wrapping_add(hi.wrapping_mul(i64::from(hi_apart))),
+            left: n - 1 - usize::from(lo_apart) - usize::from(hi_apart),
+        }
+    }
+
+    /// Counts free sample `m` as filled.
+    #[inline]
+    fn take(&mut self, m: i64) {
+        self.known = self.known.wrapping_add(m);
+        self.left -= 1;
+    }
+
     /// The least value the next free sample can take and how many it can:
     /// within [lo, hi], leaving the others a sum they can make.
     /// Exact for samples within [`BOUNDED_MAX`]; garbage in, garbage out
@@ -520,18 +538,8 @@ fn fill_buckets<S: Source>(
         cell[n - 1] = last;
         cell[i_lo] = lo;
         cell[i_hi] = hi;
-        // The sum of the samples known so far (the last may be the min or max).
-        let known = last
-            .wrapping_add(lo.wrapping_mul(i64::from(i_lo != n - 1)))
-            .wrapping_add(hi.wrapping_mul(i64::from(i_hi != n - 1)));
-        let size = n - 1 - usize::from(i_lo != n - 1) - usize::from(i_hi != n - 1);
-        let mut rest = Rest {
-            lo,
-            hi,
-            sum: m_sum[k],
-            known,
-            left: size,
-        };
+        let mut rest = Rest::new(n, (lo, i_lo), (hi, i_hi), last, m_sum[k]);
+        let size = rest.left;
         if n <= 64 {
             // The samples to fill as a bit set: fewer unpredictable branches
             // than testing each index.
@@ -548,9 +556,7 @@ fn fill_buckets<S: Source>(
                 for _ in 1..size {
                     let i = open.trailing_zeros() as usize;
                     open &= open - 1;
-                    let m = src.sample(cell, i, &rest, before)?;
-                    rest.known = rest.known.wrapping_add(m);
-                    rest.left -= 1;
+                    rest.take(src.sample(cell, i, &rest, before)?);
                 }
                 cell[d] = m_sum[k].wrapping_sub(rest.known);
             }
@@ -560,9 +566,7 @@ fn fill_buckets<S: Source>(
                 if i == i_lo || i == i_hi || Some(i) == d {
                     continue;
                 }
-                let m = src.sample(cell, i, &rest, before)?;
-                rest.known = rest.known.wrapping_add(m);
-                rest.left -= 1;
+                rest.take(src.sample(cell, i, &rest, before)?);
             }
             if let Some(d) = d {
                 cell[d] = m_sum[k].wrapping_sub(rest.known);

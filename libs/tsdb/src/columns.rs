@@ -117,17 +117,15 @@ pub(crate) fn encode_column(col: &[f64], preds: &[u8], basis: Basis<'_, f64>, ou
     }
     let start = out.len();
     encode_values(col, out);
-    let mut best = out.len() - start;
     let mut alt = Vec::new();
-    if encode_constant(col, &mut alt) && alt.len() < best {
-        best = alt.len();
-        out.truncate(start);
-        out.extend_from_slice(&alt);
-    }
-    for &p in preds {
+    let forms = std::iter::once(None).chain(preds.iter().map(Some));
+    for form in forms {
         alt.clear();
-        if encode_predicted(col, p, basis, &mut alt) && alt.len() < best {
-            best = alt.len();
+        let written = match form {
+            None => encode_constant(col, &mut alt),
+            Some(&p) => encode_predicted(col, p, basis, &mut alt),
+        };
+        if written && alt.len() < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
         }
@@ -148,7 +146,6 @@ fn encode_constant(col: &[f64], out: &mut Vec<u8>) -> bool {
     if differ * 8 > col.len() {
         return false;
     }
-    out.clear();
     out.push(CONSTANT);
     put_varint(out, mode);
     put_uvarint(out, differ as u64);
@@ -231,13 +228,14 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
     out.push(scale as u8);
     if p == BY_LAST_FLAGGED {
         let mut flags = BitWriter::new();
-        for (c, l) in col.iter().zip(basis.last) {
-            flags.write_bit(c.to_bits() == l.to_bits());
+        let mut kept = Vec::with_capacity(n);
+        for ((c, l), &r) in col.iter().zip(basis.last).zip(&res) {
+            let same = c.to_bits() == l.to_bits();
+            flags.write_bit(same);
+            if !same {
+                kept.push(r);
+            }
         }
-        let kept: Vec<i64> = (col.iter().zip(basis.last).zip(&res))
-            .filter(|((c, l), _)| c.to_bits() != l.to_bits())
-            .map(|(_, &r)| r)
-            .collect();
         if kept.is_empty() {
             return false;
         }
