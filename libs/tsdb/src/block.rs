@@ -3,10 +3,15 @@
 //! checksums over data and index.
 //!
 //! ```text
-//! "AERIEBK2"
+//! "AERIEBK3"
 //! data:   per series, in index order: raw chunk | rollup 5m | rollup 1h
 //!         (a raw chunk of short decimals has its values coded against its
 //!         5m rollup, see `cells`: reading it reads that rollup too)
+//! times:  a chunk's times, and a rollup's labels, are a byte 0 when they
+//!         are the regular run the index row implies (count samples from
+//!         min_t to max_t in equal steps; every bucket from min_t's to
+//!         max_t's), else a byte 1 and the chunk's timestamp part
+//!         (an "AERIEBK2" block, still read, has the timestamp part alone)
 //! index:  u64 seq | zz start | zz end | u8 level
 //!         3 symbol tables (uvarint n, n x str)
 //!         uvarint n x (uvarint svc, src, met, zz min_t - start, uvarint max_t - min_t,
@@ -14,7 +19,7 @@
 //!         (an "AERIEBK1" block, still read, has zz min_t, zz max_t and an
 //!         uvarint offset before each length)
 //! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
-//! rollup: [uvarint len | chunk(labels, last)] then [uvarint len | column] for
+//! rollup: [uvarint len | times(labels) value block(last)] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
 //! column: see `columns` (a value block, exceptions to last, or mantissas
 //!         less a prediction from last, or for a sum from count, min and max);
@@ -33,9 +38,10 @@ use memmap2::Mmap;
 
 use crate::cells;
 use crate::codec::{
-    DecodeError, MODE_CELLS, decimals, decode_chunk, decode_mantissas, decode_timestamps,
-    decode_values, encode_chunk, encode_timestamps, encode_values, from_mantissa, get_uvarint,
-    get_varint, put_uvarint, put_varint, skip_timestamps,
+    DecodeError, MODE_CELLS, Run, decimals, decode_chunk, decode_mantissas, decode_timestamps,
+    decode_timestamps_in, decode_values, encode_chunk, encode_timestamps, encode_timestamps_in,
+    encode_values, from_mantissa, get_uvarint, get_varint, put_uvarint, put_varint,
+    skip_timestamps, skip_timestamps_in,
 };
 use crate::columns::{
     BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, Basis, decode_column,
@@ -45,8 +51,12 @@ use crate::error::{Error, Result};
 use crate::types::SeriesId;
 
 /// Blocks as written now: index rows hold lengths, not offsets, and times
-/// relative to the block's start.
-const MAGIC: &[u8; 8] = b"AERIEBK2";
+/// relative to the block's start; a series' times and its rollup labels
+/// are a byte when they are the regular run its index row implies.
+const MAGIC: &[u8; 8] = b"AERIEBK3";
+/// Blocks whose series' times and rollup labels are written out in full
+/// (still read).
+const MAGIC_V2: &[u8; 8] = b"AERIEBK2";
 /// Blocks whose index rows hold absolute offsets and times (still read).
 const MAGIC_V1: &[u8; 8] = b"AERIEBK1";
 const END_MAGIC: &[u8; 8] = b"AERIEEND";
@@ -74,6 +84,8 @@ pub(crate) struct Entry {
     pub sid: SeriesId,
     pub min_t: i64,
     pub max_t: i64,
+    /// Samples of the series in the block.
+    count: u32,
     raw: (u64, u32),
     rollups: [(u64, u32); 2],
 }
@@ -122,6 +134,8 @@ pub(crate) struct Block {
     data: Mmap,
     pub entries: Vec<Entry>,
     pub bytes: u64,
+    /// Whether times are written against their index row's run (`MAGIC`).
+    framed: bool,
 }
 
 /// Rollup label of a timestamp: the end of the `(L - w, L]` bucket.
@@ -156,6 +170,27 @@ pub(crate) fn for_each_bucket<E>(
         return Ok(());
     }
     f(start, ts.len(), end)
+}
+
+/// The run of samples an index row of `count` samples from `min_t` to
+/// `max_t` implies (times in equal steps).
+fn sample_run(min_t: i64, max_t: i64, count: usize) -> Run {
+    Run {
+        first: min_t,
+        last: max_t,
+        n: count,
+    }
+}
+
+/// The run of rollup buckets of width `w` an index row from `min_t` to
+/// `max_t` implies: every bucket from the first sample's to the last's.
+fn bucket_run(min_t: i64, max_t: i64, w: i64) -> Run {
+    let (first, last) = (bucket_label(min_t, w), bucket_label(max_t, w));
+    let n = last
+        .checked_sub(first)
+        .and_then(|d| usize::try_from(d / w + 1).ok())
+        .unwrap_or(0);
+    Run { first, last, n }
 }
 
 /// Computes rollup buckets of a sorted run into `r` (cleared first).
@@ -243,6 +278,9 @@ pub(crate) struct BlockWriter {
     ms: Vec<i64>,
     /// Whether raw decimals are coded against their 5-minute rollup.
     pub raw_against_rollup: bool,
+    /// Whether times are written against their index row's run (false
+    /// only to write blocks of the layout before, which are still read).
+    framed: bool,
 }
 
 /// File name of block `seq` in `dir`.
@@ -259,6 +297,12 @@ impl BlockWriter {
     /// A writer whose file name uses `file_seq` (compaction outputs keep the
     /// precedence of their newest input but need a fresh name).
     pub fn create_named(dir: &Path, meta: BlockMeta, file_seq: u64) -> Result<Self> {
+        Self::create_in_layout(dir, meta, file_seq, true)
+    }
+
+    /// A writer of the current layout, or (`framed` false) of the one
+    /// before, which tests write to check that it is still read.
+    fn create_in_layout(dir: &Path, meta: BlockMeta, file_seq: u64, framed: bool) -> Result<Self> {
         let path = block_path(dir, file_seq);
         let tmp = path.with_extension("blk.tmp");
         let f = File::create(&tmp).map_err(|e| Error::io("create", &tmp, e))?;
@@ -277,9 +321,10 @@ impl BlockWriter {
             cells: cells::Scratch::default(),
             ms: Vec::new(),
             raw_against_rollup: true,
+            framed,
         };
         w.file
-            .write_all(MAGIC)
+            .write_all(if framed { MAGIC } else { MAGIC_V2 })
             .map_err(|e| Error::io("write", &w.tmp, e))?;
         w.pos = MAGIC.len() as u64;
         Ok(w)
@@ -311,7 +356,12 @@ impl BlockWriter {
         let r = &mut self.rollup;
         compute_rollup(ts, vals, dec, ROLLUP_WIDTHS[0], r);
         self.scratch.clear();
-        encode_timestamps(ts, &mut self.scratch);
+        let (min_t, max_t) = (ts[0], ts[ts.len() - 1]);
+        if self.framed {
+            encode_timestamps_in(ts, sample_run(min_t, max_t, ts.len()), &mut self.scratch);
+        } else {
+            encode_timestamps(ts, &mut self.scratch);
+        }
         if !self.raw_against_rollup
             || !dec.is_some_and(|d| {
                 cells::encode(
@@ -336,7 +386,12 @@ impl BlockWriter {
             self.scratch.clear();
             let col = &mut self.col;
             col.clear();
-            encode_chunk(&r.labels, &r.last, col);
+            if self.framed {
+                encode_timestamps_in(&r.labels, bucket_run(min_t, max_t, w), col);
+                encode_values(&r.last, col);
+            } else {
+                encode_chunk(&r.labels, &r.last, col);
+            }
             put_uvarint(&mut self.scratch, col.len() as u64);
             self.scratch.extend_from_slice(col);
             let near = &[BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED][..];
@@ -442,12 +497,13 @@ impl Block {
         let data = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
         let n = data.len();
         if n < MAGIC.len() + FOOTER
-            || (&data[..8] != MAGIC && &data[..8] != MAGIC_V1)
+            || ![MAGIC, MAGIC_V2, MAGIC_V1].iter().any(|m| &data[..8] == *m)
             || &data[n - 8..] != END_MAGIC
         {
             return Err(corrupt("bad magic or truncated file"));
         }
         let v1 = &data[..8] == MAGIC_V1;
+        let framed = &data[..8] == MAGIC;
         let f = &data[n - FOOTER..];
         let u64_at = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(f[i..i + 4].try_into().expect("4 bytes"));
@@ -512,7 +568,9 @@ impl Block {
                 let span = get_uvarint(idx, &mut pos).map_err(bad)? as i64;
                 (min_t, min_t.wrapping_add(span))
             };
-            let _count = get_uvarint(idx, &mut pos).map_err(bad)?;
+            let samples = get_uvarint(idx, &mut pos).map_err(bad)?;
+            let samples =
+                u32::try_from(samples).map_err(|_| corrupt("sample count out of range"))?;
             let mut offs = [(0u64, 0u32); 3];
             for o in &mut offs {
                 let off = if v1 {
@@ -531,6 +589,7 @@ impl Block {
                 sid: 0,
                 min_t,
                 max_t,
+                count: samples,
                 raw: offs[0],
                 rollups: [offs[1], offs[2]],
             });
@@ -549,6 +608,7 @@ impl Block {
                 data,
                 entries,
                 bytes: n as u64,
+                framed,
             },
             keys,
         })
@@ -607,7 +667,12 @@ impl Block {
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
         let mut pos = 0;
         let start = ts.len();
-        decode_timestamps(buf, &mut pos, ts).map_err(err)?;
+        if self.framed {
+            let run = sample_run(e.min_t, e.max_t, e.count as usize);
+            decode_timestamps_in(buf, &mut pos, run, ts).map_err(err)?;
+        } else {
+            decode_timestamps(buf, &mut pos, ts).map_err(err)?;
+        }
         let n = ts.len() - start;
         if n == 0 {
             return Ok(());
@@ -638,7 +703,13 @@ impl Block {
         let [count, last, sum, min, max] = out;
         let parts = self.rollup_parts(buf)?;
         let mut p = 0;
-        let n = skip_timestamps(parts[0], &mut p).map_err(err)?;
+        let n = if self.framed {
+            let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
+            skip_timestamps_in(parts[0], &mut p, run)
+        } else {
+            skip_timestamps(parts[0], &mut p)
+        }
+        .map_err(err)?;
         if n == 0 {
             return Ok(());
         }
@@ -677,7 +748,16 @@ impl Block {
         let buf = self.slice(e.rollups[k]);
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
         let parts = self.rollup_parts(buf)?;
-        decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
+        if self.framed {
+            let mut pos = 0;
+            let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
+            decode_timestamps_in(parts[0], &mut pos, run, &mut out.labels).map_err(err)?;
+            if !out.labels.is_empty() {
+                decode_values(parts[0], &mut pos, out.labels.len(), &mut out.last).map_err(err)?;
+            }
+        } else {
+            decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
+        }
         let n = out.labels.len();
         // A sum predicted by its bucket's min and max needs them first.
         let spread = cols.sum && predictor(parts[2]) == Some(BY_MID);
@@ -771,6 +851,71 @@ mod tests {
         assert!(err.to_string().contains("checksum"), "{err}");
     }
 
+    /// Writes the series in both layouts and checks that each reads back
+    /// every sample and every rollup column.
+    #[test]
+    fn times_round_trip_in_both_layouts() {
+        let regular: Vec<i64> = (1..=120).map(|i| i * 60_000).collect();
+        let jittered: Vec<i64> = (1..=120).map(|i| i * 60_000 + (i * 7919) % 900).collect();
+        let gappy: Vec<i64> = (1..=120)
+            .filter(|i| i % 17 > 8)
+            .map(|i| i * 60_000)
+            .collect();
+        let one = vec![3_599_999i64];
+        let series = [&regular, &jittered, &gappy, &one];
+        let dir = tempfile::tempdir().unwrap();
+        for (seq, framed) in [(1, true), (2, false)] {
+            let meta = BlockMeta {
+                seq,
+                start: 0,
+                end: 7_200_001,
+                level: 0,
+            };
+            let mut w = BlockWriter::create_in_layout(dir.path(), meta, seq, framed).unwrap();
+            for (i, ts) in series.iter().enumerate() {
+                let vals: Vec<f64> = ts.iter().map(|t| (t % 997) as f64 / 4.0).collect();
+                w.add(["svc", &format!("h{i}"), "m"], ts, &vals).unwrap();
+            }
+            let path = w.finish().unwrap();
+            let mut ub = Block::open(&path).unwrap();
+            assert_eq!(ub.block.framed, framed);
+            ub.block.bind(&[0, 1, 2, 3]);
+            for (i, ts) in series.iter().enumerate() {
+                let vals: Vec<f64> = ts.iter().map(|t| (t % 997) as f64 / 4.0).collect();
+                let e = *ub.block.entry(i as SeriesId).unwrap();
+                let (mut t2, mut v2) = (Vec::new(), Vec::new());
+                ub.block
+                    .raw(&e, &mut cells::Scratch::default(), &mut t2, &mut v2)
+                    .unwrap();
+                assert_eq!((&t2, &v2), (*ts, &vals), "series {i} framed {framed}");
+                for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
+                    let mut want = Rollup::default();
+                    compute_rollup(ts, &vals, None, w, &mut want);
+                    let mut got = Rollup::default();
+                    let cols = Columns {
+                        count: true,
+                        sum: true,
+                        min: true,
+                        max: true,
+                    };
+                    ub.block.rollup(&e, k, cols, &mut got).unwrap();
+                    assert_eq!(got.labels, want.labels, "series {i} width {w}");
+                    for (g, x) in [
+                        (&got.last, &want.last),
+                        (&got.count, &want.count),
+                        (&got.min, &want.min),
+                        (&got.max, &want.max),
+                    ] {
+                        assert_eq!(g, x, "series {i} width {w}");
+                    }
+                    let mut ms = [const { Vec::new() }; 5];
+                    ub.block.rollup_mantissas(&e, k, 2, &mut ms).unwrap();
+                    assert_eq!(ms[0].len(), want.labels.len(), "series {i} width {w}");
+                }
+            }
+        }
+    }
+
     #[test]
     fn blocks_of_the_first_layout_are_still_read() {
         let dir = tempfile::tempdir().unwrap();
@@ -780,7 +925,7 @@ mod tests {
             end: 14_400_000,
             level: 0,
         };
-        let mut w = BlockWriter::create(dir.path(), meta).unwrap();
+        let mut w = BlockWriter::create_in_layout(dir.path(), meta, meta.seq, false).unwrap();
         let ts: Vec<i64> = (1..=100).map(|i| 7_200_000 + i * 60_000).collect();
         let vals: Vec<f64> = (1..=100).map(|i| (i * i % 97) as f64 / 10.0).collect();
         w.add(["svc", "h1", "m"], &ts, &vals).unwrap();

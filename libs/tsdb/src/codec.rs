@@ -701,6 +701,88 @@ pub(crate) fn skip_timestamps(buf: &[u8], pos: &mut usize) -> Result<usize, Deco
     Ok(n)
 }
 
+/// Times a reader already expects from a block's index row: `n` of them
+/// from `first` to `last` in equal steps (a series' samples, or its rollup
+/// buckets), so a regular run costs one byte.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub first: i64,
+    pub last: i64,
+    pub n: usize,
+}
+
+impl Run {
+    /// The step between times of the run, if `n` times from `first` to
+    /// `last` step evenly.
+    fn step(self) -> Option<i64> {
+        match self.n {
+            0 => None,
+            1 => (self.first == self.last).then_some(0),
+            n => {
+                let span = self.last.checked_sub(self.first)?;
+                let gaps = i64::try_from(n - 1).ok()?;
+                (span >= 0 && span % gaps == 0).then(|| span / gaps)
+            }
+        }
+    }
+
+    /// Whether `ts` is this run.
+    fn is(self, ts: &[i64]) -> bool {
+        let Some(step) = self.step() else {
+            return false;
+        };
+        ts.len() == self.n
+            && ts[0] == self.first
+            && ts.windows(2).all(|w| w[1].wrapping_sub(w[0]) == step)
+    }
+}
+
+/// Writes times a reader expects as `run`: a byte 0 when they are that
+/// run, else a byte 1 and the timestamp part of [`encode_timestamps`].
+pub(crate) fn encode_timestamps_in(ts: &[i64], run: Run, out: &mut Vec<u8>) {
+    if run.is(ts) {
+        out.push(0);
+    } else {
+        out.push(1);
+        encode_timestamps(ts, out);
+    }
+}
+
+/// Decodes what [`encode_timestamps_in`] wrote against `run`, appending to
+/// `ts`; the value block follows at `*pos` when any were appended.
+pub(crate) fn decode_timestamps_in(
+    buf: &[u8],
+    pos: &mut usize,
+    run: Run,
+    ts: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
+    if get_u8(buf, pos)? != 0 {
+        return decode_timestamps(buf, pos, ts);
+    }
+    let step = run
+        .step()
+        .filter(|_| run.n <= MAX_REGULAR_RUN)
+        .ok_or(DecodeError("times do not fit the run of their index row"))?;
+    ts.reserve(run.n);
+    ts.extend((0..run.n as i64).map(|i| run.first.wrapping_add(i.wrapping_mul(step))));
+    Ok(())
+}
+
+/// Steps over what [`encode_timestamps_in`] wrote against `run`; returns
+/// the count of times.
+pub(crate) fn skip_timestamps_in(
+    buf: &[u8],
+    pos: &mut usize,
+    run: Run,
+) -> Result<usize, DecodeError> {
+    if get_u8(buf, pos)? != 0 {
+        return skip_timestamps(buf, pos);
+    }
+    run.step()
+        .map(|_| run.n)
+        .ok_or(DecodeError("times do not fit the run of their index row"))
+}
+
 /// Decodes the timestamp part written by [`encode_timestamps`], appending
 /// to `ts`; the value block follows at `*pos` when any were appended.
 pub fn decode_timestamps(
@@ -1140,6 +1222,65 @@ impl HeadChunk {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn times_against_a_run_cost_a_byte_and_reject_runs_that_do_not_fit() {
+        let ts: Vec<i64> = (0..50).map(|i| 1_000 + i * 60_000).collect();
+        let run = Run {
+            first: ts[0],
+            last: ts[49],
+            n: 50,
+        };
+        let mut buf = Vec::new();
+        encode_timestamps_in(&ts, run, &mut buf);
+        assert_eq!(buf, [0]);
+        let mut got = Vec::new();
+        decode_timestamps_in(&buf, &mut 0, run, &mut got).unwrap();
+        assert_eq!(got, ts);
+        assert_eq!(skip_timestamps_in(&buf, &mut 0, run), Ok(50));
+        // Times off the run are written out and read back as they are.
+        let mut odd = ts.clone();
+        odd[7] += 1;
+        buf.clear();
+        encode_timestamps_in(&odd, run, &mut buf);
+        assert_eq!(buf[0], 1);
+        got.clear();
+        decode_timestamps_in(&buf, &mut 0, run, &mut got).unwrap();
+        assert_eq!(got, odd);
+        assert_eq!(skip_timestamps_in(&buf, &mut 0, run), Ok(50));
+        // A run whose span the count does not divide, or no times at all,
+        // is an error, not a panic or a guess.
+        for bad in [
+            Run { n: 48, ..run },
+            Run { n: 0, ..run },
+            Run {
+                first: i64::MIN,
+                last: i64::MAX,
+                n: 3,
+            },
+            Run {
+                first: 5,
+                last: 4,
+                n: 2,
+            },
+            Run {
+                first: 0,
+                last: 1 << 40,
+                n: MAX_REGULAR_RUN + 1,
+            },
+        ] {
+            assert!(!bad.is(&ts));
+            assert!(decode_timestamps_in(&[0], &mut 0, bad, &mut got).is_err());
+        }
+        let single = Run {
+            first: 9,
+            last: 9,
+            n: 1,
+        };
+        got.clear();
+        decode_timestamps_in(&[0], &mut 0, single, &mut got).unwrap();
+        assert_eq!(got, [9]);
+    }
     use super::*;
     use proptest::prelude::*;
 
