@@ -5,6 +5,22 @@
 //! being appended to without copying. The reader never panics on short or
 //! garbage input: every read past the declared end returns `None`.
 
+/// Zero bits from which a Rice code holds its value's length and bits
+/// instead (an outlier costs about 22 bits more than its size, not a run
+/// of zeros as long as itself).
+pub const RICE_ESCAPE: u32 = 16;
+
+/// Bits [`BitWriter::write_rice`] writes for `z` with parameter `k`.
+#[inline]
+pub fn rice_bits(z: u64, k: u32) -> u64 {
+    let q = z >> k;
+    if q < u64::from(RICE_ESCAPE) {
+        q + 1 + u64::from(k)
+    } else {
+        u64::from(RICE_ESCAPE + 6 + 63 - z.leading_zeros())
+    }
+}
+
 /// Appends bit fields, most significant bit first.
 #[derive(Debug, Clone, Default)]
 pub struct BitWriter {
@@ -55,6 +71,26 @@ impl BitWriter {
             self.write_bits(x, k);
         } else {
             self.write_bits(x + u, k + 1);
+        }
+    }
+
+    /// Writes `z` in a Rice code of parameter `k` (`k < 64`): `z >> k` zero
+    /// bits, a one and the low `k` bits of `z`; from [`RICE_ESCAPE`] zeros
+    /// on, those zeros, 6 bits of `z`'s length less one and its bits below
+    /// the top one instead.
+    #[inline]
+    pub fn write_rice(&mut self, z: u64, k: u32) {
+        debug_assert!(k < 64);
+        let q = z >> k;
+        if q < u64::from(RICE_ESCAPE) {
+            self.write_bits(1, q as u32 + 1);
+            self.write_bits(z, k);
+        } else {
+            // z >= 2^k * RICE_ESCAPE > 0: its top bit goes without saying.
+            let top = 63 - z.leading_zeros();
+            self.write_bits(0, RICE_ESCAPE);
+            self.write_bits(u64::from(top), 6);
+            self.write_bits(z, top);
         }
     }
 
@@ -182,6 +218,41 @@ impl<'a> BitReader<'a> {
         Some(if long { y - u } else { y >> 1 })
     }
 
+    /// Reads a value written by [`BitWriter::write_rice`] with the same `k`
+    /// (`None` as well for a `k` over 63).
+    #[inline]
+    pub fn read_rice(&mut self, k: u32) -> Option<u64> {
+        // Zeros, the one and the low bits mostly lie in one load (57 bits
+        // of it are the stream's).
+        let word = self.word_at(self.pos) << (self.pos & 7);
+        let q = word.leading_zeros();
+        if q < RICE_ESCAPE && q + 1 + k <= 57 {
+            let len = u64::from(q + 1 + k);
+            if self.pos + len > self.end {
+                return None;
+            }
+            self.pos += len;
+            let low = if k == 0 {
+                0
+            } else {
+                (word << (q + 1)) >> (64 - k)
+            };
+            return Some((u64::from(q) << k) | low);
+        }
+        if k > 63 {
+            return None;
+        }
+        let mut q = 0;
+        while q < RICE_ESCAPE && !self.read_bit()? {
+            q += 1;
+        }
+        if q == RICE_ESCAPE {
+            let top = self.read_bits(6)? as u32;
+            return Some((1 << top) | self.read_bits(top)?);
+        }
+        Some((u64::from(q) << k) | self.read_bits(k)?)
+    }
+
     /// Reads `n` bits (`n <= 64`).
     #[inline]
     pub fn read_bits(&mut self, n: u32) -> Option<u64> {
@@ -220,6 +291,54 @@ impl<'a> BitReader<'a> {
 }
 
 impl BitReader<'_> {
+    /// Reads `count` values written by [`BitWriter::write_rice`] with the
+    /// same `k`, handing each to `f`: values are taken from a word loaded
+    /// once for several of them. `None` when the stream ends early or `k`
+    /// is over 63 (what was read by then is handed over).
+    #[inline]
+    pub fn read_rices(&mut self, k: u32, count: usize, mut f: impl FnMut(u64)) -> Option<()> {
+        if k > 63 {
+            return None;
+        }
+        let mut pos = self.pos;
+        let mut word = self.word_at(pos) << (pos & 7);
+        let mut avail = 64 - (pos & 7) as u32;
+        for _ in 0..count {
+            let mut q = word.leading_zeros();
+            if q + 1 + k > avail {
+                word = self.word_at(pos) << (pos & 7);
+                avail = 64 - (pos & 7) as u32;
+                q = word.leading_zeros();
+            }
+            let len = q + 1 + k;
+            if q >= RICE_ESCAPE || len > avail {
+                // Long codes and escapes, one at a time.
+                self.pos = pos;
+                f(self.read_rice(k)?);
+                pos = self.pos;
+                word = self.word_at(pos) << (pos & 7);
+                avail = 64 - (pos & 7) as u32;
+                continue;
+            }
+            if pos + u64::from(len) > self.end {
+                self.pos = pos;
+                return None;
+            }
+            let low = if k == 0 {
+                0
+            } else {
+                (word << (q + 1)) >> (64 - k)
+            };
+            f((u64::from(q) << k) | low);
+            pos += u64::from(len);
+            // `len` is below 64 here: `avail` is at most 64.
+            word = if len < 64 { word << len } else { 0 };
+            avail -= len;
+        }
+        self.pos = pos;
+        Some(())
+    }
+
     /// Reads `count` fields of `width` bits each, handing each to `f`:
     /// the bounds are checked once for the whole run, so packed blocks
     /// decode at a load and two shifts per field. `None` (and nothing
@@ -296,6 +415,52 @@ mod tests {
                 prop_assert_eq!(r.remaining(), w.len_bits() - u64::from(lead));
             }
         }
+    }
+
+    proptest! {
+        #[test]
+        fn rice_codes_round_trip(vals in proptest::collection::vec(any::<u64>(), 0..100),
+                                 shifts in proptest::collection::vec(0u32..64, 100),
+                                 k in 0u32..64, lead in 0u32..8) {
+            // Values of every size: small ones on the fast path, big ones
+            // escaped, and long runs of zeros across loads.
+            let vals: Vec<u64> = vals.iter().zip(&shifts).map(|(v, s)| v >> s).collect();
+            let mut w = BitWriter::new();
+            w.write_bits(0, lead);
+            let mut bits = u64::from(lead);
+            for &v in &vals {
+                w.write_rice(v, k);
+                bits += rice_bits(v, k);
+            }
+            prop_assert_eq!(w.len_bits(), bits);
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            for &v in &vals {
+                prop_assert_eq!(r.read_rice(k), Some(v));
+            }
+            prop_assert_eq!(r.remaining(), 0);
+            prop_assert_eq!(r.read_rice(k), None);
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            let mut got = Vec::new();
+            prop_assert!(r.read_rices(k, vals.len(), |v| got.push(v)).is_some());
+            prop_assert_eq!(&got, &vals);
+            prop_assert_eq!(r.remaining(), 0);
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            prop_assert!(r.read_rices(k, vals.len() + 1, |_| ()).is_none());
+        }
+    }
+
+    #[test]
+    fn rice_reads_stop_at_the_end_and_at_bad_parameters() {
+        let mut w = BitWriter::new();
+        w.write_rice(5, 1);
+        let r = BitReader::with_len(w.bytes(), w.len_bits() - 1);
+        assert_eq!(r.clone().read_rice(1), None);
+        assert_eq!(BitReader::new(&[0, 0, 0, 0, 0]).read_rice(64), None);
+        assert_eq!(BitReader::new(&[]).read_rice(0), None);
+        assert_eq!(BitReader::new(&[0x80]).read_rice(0), Some(0));
     }
 
     #[test]

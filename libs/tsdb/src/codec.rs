@@ -15,6 +15,10 @@
 //!             | 5 Cells: against the 5m rollup, see `cells` (raw chunks in blocks)
 //! packed = per block of 32 residuals: 7-bit width W | dod(block min - previous
 //!          block min) | 32 x W bits of (residual - block min)
+//!          or, where order has bit 4 (RICE) set: 6-bit k | dod(center) |
+//!          per residual a Rice code of parameter k of zigzag(residual - center)
+//!          (q = z >> k zeros, a one, the low k bits; 32 zeros and 64 bits
+//!          from q = 32 on)
 //! ```
 //! Timestamps: delta-of-delta in prefix buckets `0`, `10`+7, `110`+9,
 //! `1110`+12, `11110`+32, `11111`+64 bits (zigzag, wrapping: any i64 works).
@@ -22,7 +26,9 @@
 //! mantissa `m` (`|m| < 2^53`); Pack writes residuals of order 0 (the
 //! mantissas), 1 (deltas) or 2 (delta-of-delta), whichever is smallest, as
 //! frame-of-reference bit-packed blocks (a gauge's noise costs its own
-//! entropy, a counter's increments their spread). Int, the older form with
+//! entropy, a counter's increments their spread), or in a Rice code about
+//! their median where that is a few percent smaller (residuals bell-shaped
+//! or with outliers, such as a latency's spikes). Int, the older form with
 //! an adaptive width per value, is still read. Counters and
 //! values parsed from short decimals land here; constants cost nothing per
 //! sample. Near: every value is within a few units in the last place of
@@ -32,7 +38,7 @@
 //! XOR. All encodings are
 //! lossless: the f64 bit pattern (NaN payloads, -0.0, ±Inf) survives.
 
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::{BitReader, BitWriter, rice_bits};
 
 /// A codec failure: the bytes do not form a valid chunk.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -373,6 +379,78 @@ pub(crate) fn pack(res: &[i64]) -> BitWriter {
     w
 }
 
+/// Marks, in the order byte of packed integers, residuals written by
+/// [`rice`] rather than by [`pack`].
+const RICE: u8 = 4;
+
+/// Rice coding of `res` about `center`: `6-bit k | dod(center)`, then each
+/// `zigzag(r - center)` in a Rice code of parameter `k`. Residuals with a
+/// few outliers (a latency's spikes) or a bell shape (a sum of increments)
+/// cost less so than in blocks as wide as their widest value.
+fn rice(res: &[i64], center: i64, k: u32) -> BitWriter {
+    let mut w = BitWriter::new();
+    w.write_bits(u64::from(k), 6);
+    write_dod(&mut w, center);
+    for &r in res {
+        w.write_rice(zigzag(r.wrapping_sub(center)), k);
+    }
+    w
+}
+
+/// The center (the median) and Rice parameter that code `res` smallest,
+/// and the bits [`rice`] then writes.
+fn rice_plan(res: &[i64]) -> (i64, u32, u64) {
+    if res.is_empty() {
+        return (0, 0, u64::MAX);
+    }
+    let mut sorted = res.to_vec();
+    let mid = sorted.len() / 2;
+    let center = *sorted.select_nth_unstable(mid).1;
+    let mean = res
+        .iter()
+        .map(|&r| zigzag(r.wrapping_sub(center)) as u128)
+        .sum::<u128>()
+        / res.len() as u128;
+    // The best parameter lies next to log2 of the mean.
+    let guess = 127u32.saturating_sub(mean.leading_zeros()).min(62);
+    let header = 6 + dod_bits(center);
+    (guess.saturating_sub(2)..=(guess + 1).min(62))
+        .map(|k| {
+            let body: u64 = res
+                .iter()
+                .map(|&r| rice_bits(zigzag(r.wrapping_sub(center)), k))
+                .sum();
+            (center, k, header + body)
+        })
+        .min_by_key(|&(_, _, bits)| bits)
+        .expect("a parameter")
+}
+
+/// Reads `n` residuals written by [`rice`].
+#[inline]
+fn unrice_with(r: &mut BitReader<'_>, n: usize, mut f: impl FnMut(i64)) -> Result<(), DecodeError> {
+    const EARLY: DecodeError = DecodeError("rice coded residuals end early");
+    let k = r.read_bits(6).ok_or(EARLY)? as u32;
+    let center = read_dod(r).ok_or(EARLY)?;
+    r.read_rices(k, n, |z| f(center.wrapping_add(unzigzag(z))))
+        .ok_or(EARLY)
+}
+
+/// Reads `n` residuals written by [`rice`] or else by [`pack`].
+#[inline]
+fn read_residuals(
+    r: &mut BitReader<'_>,
+    rice: bool,
+    n: usize,
+    f: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if rice {
+        unrice_with(r, n, f)
+    } else {
+        unpack_with(r, n, f)
+    }
+}
+
 /// Reads `n` residuals written by [`pack`].
 pub(crate) fn unpack(
     r: &mut BitReader<'_>,
@@ -476,6 +554,12 @@ fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
         .expect("three orders");
     let mut res = Vec::with_capacity(ms.len());
     residuals(ms, order, &mut res);
+    // A Rice code is slower to read than blocks: it must save a few in a
+    // hundred to be chosen.
+    let (center, k, rice_bits) = rice_plan(&res);
+    if rice_bits.saturating_mul(100) < bits[order as usize].saturating_mul(97) {
+        return (order | RICE, rice(&res, center, k));
+    }
     (order, pack(&res))
 }
 
@@ -899,7 +983,7 @@ fn put_packed(order: u8, first: i64, packed: &BitWriter, out: &mut Vec<u8>) {
 /// Reads what [`put_packed`] wrote: order, first integer, packed stream.
 fn get_packed<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(u8, i64, BitReader<'a>), DecodeError> {
     let order = get_u8(buf, pos)?;
-    if order > 2 {
+    if order & !RICE > 2 {
         return Err(DecodeError("bad packed encoding header"));
     }
     let first = get_varint(buf, pos)?;
@@ -947,13 +1031,14 @@ fn unpack_mantissas(
     emit(m0);
     let rest = n - 1;
     let (mut m, mut delta) = (m0, 0i64);
-    match order {
-        0 => unpack_with(r, rest, emit),
-        1 => unpack_with(r, rest, |x| {
+    let rice = order & RICE != 0;
+    match order & !RICE {
+        0 => read_residuals(r, rice, rest, emit),
+        1 => read_residuals(r, rice, rest, |x| {
             m = m.wrapping_add(x);
             emit(m);
         }),
-        _ => unpack_with(r, rest, |x| {
+        _ => read_residuals(r, rice, rest, |x| {
             delta = delta.wrapping_add(x);
             m = m.wrapping_add(delta);
             emit(m);
@@ -1383,8 +1468,13 @@ mod tests {
             let sizes: Vec<u64> = (0..3u8).map(|o| { residuals(&ms, o, &mut res); pack_bits(&res) }).collect();
             let (order, w) = best_pack(&ms);
             let cheapest = sizes.iter().position(|&b| b == *sizes.iter().min().unwrap()).unwrap();
-            prop_assert_eq!(order as usize, cheapest);
-            prop_assert_eq!(w.len_bits(), sizes[cheapest]);
+            prop_assert_eq!((order & !RICE) as usize, cheapest);
+            if order & RICE == 0 {
+                prop_assert_eq!(w.len_bits(), sizes[cheapest]);
+            } else {
+                // A Rice code is chosen only where it is smaller.
+                prop_assert!(w.len_bits() * 100 < sizes[cheapest] * 97);
+            }
         }
 
         #[test]
@@ -1476,6 +1566,55 @@ mod tests {
         assert_eq!(t4, down);
     }
 
+    /// The next of a deterministic pseudo-random sequence.
+    fn xorshift(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    #[test]
+    fn spiky_values_take_a_rice_code_and_damage_to_it_is_an_error() {
+        // A latency: noise around a level, with a spike now and then that
+        // would widen a whole packed block.
+        let mut seed = 0x1a7e_u64;
+        let spiky: Vec<f64> = (0..288)
+            .map(|_| {
+                let seed = xorshift(&mut seed);
+                let spike = if seed.is_multiple_of(40) { 5 } else { 1 };
+                (8500 + (seed >> 8) % 400) as f64 * spike as f64 / 10.0
+            })
+            .collect();
+        let mut out = Vec::new();
+        encode_values(&spiky, &mut out);
+        assert_eq!(out[0], MODE_PACK);
+        assert_ne!(out[2] & RICE, 0, "a Rice code");
+        let (_, packed) = best_pack(&spiky.iter().map(|v| (v * 10.0) as i64).collect::<Vec<_>>());
+        let mut res = Vec::new();
+        residuals(
+            &spiky.iter().map(|v| (v * 10.0) as i64).collect::<Vec<_>>(),
+            0,
+            &mut res,
+        );
+        assert!(packed.len_bits() * 100 < pack_bits(&res) * 97);
+        let mut vals = Vec::new();
+        decode_values(&out, &mut 0, spiky.len(), &mut vals).unwrap();
+        assert_eq!(bits(&vals), bits(&spiky));
+        // Cut short or with a bit flipped anywhere: an error or other
+        // values, never a panic.
+        for cut in 0..out.len() {
+            vals.clear();
+            assert!(decode_values(&out[..cut], &mut 0, spiky.len(), &mut vals).is_err());
+        }
+        for i in 0..out.len() * 8 {
+            let mut bad = out.clone();
+            bad[i / 8] ^= 0x80 >> (i % 8);
+            vals.clear();
+            let _ = decode_values(&bad, &mut 0, spiky.len(), &mut vals);
+        }
+    }
+
     #[test]
     fn int_blocks_of_older_files_still_decode() {
         let ms: Vec<i64> = vec![1000, 1003, 1010, 1010, 990, 1_000_000];
@@ -1495,23 +1634,18 @@ mod tests {
         // Gauge noise around a level: order 0 costs about its own entropy.
         let mut seed = 0x5eed_u64;
         let gauge: Vec<f64> = (0..1440)
-            .map(|_| {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                (4000 + (seed % 400) as i64) as f64 / 100.0
-            })
+            .map(|_| (4000 + (xorshift(&mut seed) % 400) as i64) as f64 / 100.0)
             .collect();
         let mut out = Vec::new();
         encode_values(&gauge, &mut out);
-        assert_eq!((out[0], out[2]), (MODE_PACK, 0));
+        assert_eq!((out[0], out[2] & !RICE), (MODE_PACK, 0));
         assert!(out.len() < 1440 * 10 / 8, "{} bytes", out.len());
         // A counter with steady increments: order 1 or 2.
         let counter: Vec<f64> = (0..1440u64).map(|i| (i * 250 + i % 7) as f64).collect();
         out.clear();
         encode_values(&counter, &mut out);
         assert_eq!(out[0], MODE_PACK);
-        assert!(out[2] >= 1);
+        assert!(out[2] & !RICE >= 1);
         assert!(out.len() < 1440 * 4 / 8, "{} bytes", out.len());
         // Extremes of i64 residuals survive.
         let wild = [0.0, 9.0e15, -9.0e15, 9.0e15, -9.0e15, 1.0];
