@@ -17,8 +17,12 @@
 //!          block min) | 32 x W bits of (residual - block min)
 //!          or, where order has bit 4 (RICE) set: 6-bit k | dod(center) |
 //!          per residual a Rice code of parameter k of zigzag(residual - center)
-//!          (q = z >> k zeros, a one, the low k bits; 32 zeros and 64 bits
-//!          from q = 32 on)
+//!          (q = z >> k zeros, a one, the low k bits; from q = 16 on, 16
+//!          zeros, 6 bits of z's length less one and its bits below the top)
+//!          or, where order has bit 8 (SPAN) set: 1-bit escapes | dod(lo) |
+//!          dod(hi - lo) | per residual r - lo in a truncated binary code of
+//!          hi - lo + 1 (+ 1 with escapes) values; the last, an escape, is
+//!          followed by dod(r - lo)
 //! ```
 //! Timestamps: delta-of-delta in prefix buckets `0`, `10`+7, `110`+9,
 //! `1110`+12, `11110`+32, `11111`+64 bits (zigzag, wrapping: any i64 works).
@@ -27,8 +31,10 @@
 //! mantissas), 1 (deltas) or 2 (delta-of-delta), whichever is smallest, as
 //! frame-of-reference bit-packed blocks (a gauge's noise costs its own
 //! entropy, a counter's increments their spread), or in a Rice code about
-//! their median where that is a few percent smaller (residuals bell-shaped
-//! or with outliers, such as a latency's spikes). Int, the older form with
+//! their median (residuals bell-shaped or with outliers, such as a
+//! latency's spikes) or in a truncated binary code of their span
+//! (residuals spread evenly over it), where one of those is a few percent
+//! smaller. Int, the older form with
 //! an adaptive width per value, is still read. Counters and
 //! values parsed from short decimals land here; constants cost nothing per
 //! sample. Near: every value is within a few units in the last place of
@@ -436,16 +442,120 @@ fn unrice_with(r: &mut BitReader<'_>, n: usize, mut f: impl FnMut(i64)) -> Resul
         .ok_or(EARLY)
 }
 
-/// Reads `n` residuals written by [`rice`] or else by [`pack`].
+/// Marks, in the order byte of packed integers, residuals written by
+/// [`spanned`] rather than by [`pack`].
+const SPAN: u8 = 8;
+
+/// The largest count of values a [`spanned`] stream's code ranges over.
+const MAX_SPAN: u64 = 1 << 62;
+
+/// Truncated binary coding of `res` over the span `[lo, hi]`, with escapes
+/// for the values outside it when `escapes`: `1-bit escapes | dod(lo) |
+/// dod(hi - lo)`, then each residual `r - lo` in a truncated binary code of
+/// the `hi - lo + 1` values of the span, one more meaning an escape that a
+/// `dod(r - lo)` follows. Residuals spread evenly over a range (a gauge's
+/// or a latency's noise, a counter's increments) cost the log2 of its
+/// width, without blocks' headers or their rounding up to whole bits.
+fn spanned(res: &[i64], (lo, hi, escapes): (i64, i64, bool)) -> BitWriter {
+    let mut w = BitWriter::new();
+    w.write_bit(escapes);
+    write_dod(&mut w, lo);
+    write_dod(&mut w, hi.wrapping_sub(lo));
+    let m = hi.wrapping_sub(lo) as u64 + 1 + u64::from(escapes);
+    for &r in res {
+        if (lo..=hi).contains(&r) {
+            w.write_below(r.wrapping_sub(lo) as u64, m);
+        } else {
+            w.write_below(m - 1, m);
+            write_dod(&mut w, r.wrapping_sub(lo));
+        }
+    }
+    w
+}
+
+/// Bits of a truncated binary code of `x` among `m` values.
+#[inline]
+fn below_bits(x: u64, m: u64) -> u64 {
+    let k = 63 - m.leading_zeros();
+    u64::from(k) + u64::from(x >= (2u64 << k) - m)
+}
+
+/// The span (and whether it has escapes) that codes `res` smallest in
+/// [`spanned`], and the bits it then writes: the whole range, or the range
+/// without a few of the least and greatest values.
+fn span_plan(res: &[i64]) -> ((i64, i64, bool), u64) {
+    let none = ((0, 0, false), u64::MAX);
+    if res.is_empty() {
+        return none;
+    }
+    let mut sorted = res.to_vec();
+    sorted.sort_unstable();
+    let n = sorted.len();
+    let mut best = none;
+    let mut cuts = [0, 1, 2, 4, n / 64, n / 32];
+    cuts.sort_unstable();
+    for (i, &cut) in cuts.iter().enumerate() {
+        if cut * 2 >= n || (i > 0 && cuts[i - 1] == cut) {
+            continue;
+        }
+        let (lo, hi) = (sorted[cut], sorted[n - 1 - cut]);
+        let escapes = cut > 0;
+        let width = hi.wrapping_sub(lo) as u64;
+        if hi < lo || width >= MAX_SPAN - 1 {
+            continue;
+        }
+        let m = width + 1 + u64::from(escapes);
+        let mut bits = 1 + dod_bits(lo) + dod_bits(hi.wrapping_sub(lo));
+        for &r in res {
+            bits += if (lo..=hi).contains(&r) {
+                below_bits(r.wrapping_sub(lo) as u64, m)
+            } else {
+                below_bits(m - 1, m) + dod_bits(r.wrapping_sub(lo))
+            };
+        }
+        if bits < best.1 {
+            best = ((lo, hi, escapes), bits);
+        }
+    }
+    best
+}
+
+/// Reads `n` residuals written by [`spanned`].
+#[inline]
+fn unspan_with(r: &mut BitReader<'_>, n: usize, mut f: impl FnMut(i64)) -> Result<(), DecodeError> {
+    const EARLY: DecodeError = DecodeError("span coded residuals end early");
+    let escapes = r.read_bit().ok_or(EARLY)?;
+    let lo = read_dod(r).ok_or(EARLY)?;
+    let width = read_dod(r).ok_or(EARLY)? as u64;
+    if width >= MAX_SPAN - 1 {
+        return Err(DecodeError("span of coded residuals too wide"));
+    }
+    let m = width + 1 + u64::from(escapes);
+    for _ in 0..n {
+        let x = r.read_below(m).ok_or(EARLY)?;
+        let d = if escapes && x == m - 1 {
+            read_dod(r).ok_or(EARLY)?
+        } else {
+            x as i64
+        };
+        f(lo.wrapping_add(d));
+    }
+    Ok(())
+}
+
+/// Reads `n` residuals written by [`rice`], [`spanned`] or [`pack`], as
+/// the flags of `order` say.
 #[inline]
 fn read_residuals(
     r: &mut BitReader<'_>,
-    rice: bool,
+    order: u8,
     n: usize,
     f: impl FnMut(i64),
 ) -> Result<(), DecodeError> {
-    if rice {
+    if order & RICE != 0 {
         unrice_with(r, n, f)
+    } else if order & SPAN != 0 {
+        unspan_with(r, n, f)
     } else {
         unpack_with(r, n, f)
     }
@@ -554,13 +664,19 @@ fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
         .expect("three orders");
     let mut res = Vec::with_capacity(ms.len());
     residuals(ms, order, &mut res);
-    // A Rice code is slower to read than blocks: it must save a few in a
-    // hundred to be chosen.
+    // A Rice or a span code is slower to read than blocks: it must save a
+    // few in a hundred to be chosen.
     let (center, k, rice_bits) = rice_plan(&res);
-    if rice_bits.saturating_mul(100) < bits[order as usize].saturating_mul(97) {
-        return (order | RICE, rice(&res, center, k));
+    let (span, span_bits) = span_plan(&res);
+    let packed = bits[order as usize];
+    if rice_bits.min(span_bits).saturating_mul(100) >= packed.saturating_mul(97) {
+        return (order, pack(&res));
     }
-    (order, pack(&res))
+    if rice_bits <= span_bits {
+        (order | RICE, rice(&res, center, k))
+    } else {
+        (order | SPAN, spanned(&res, span))
+    }
 }
 
 /// The Int stream (adaptive widths) that older blocks hold; only tests write it now.
@@ -983,7 +1099,7 @@ fn put_packed(order: u8, first: i64, packed: &BitWriter, out: &mut Vec<u8>) {
 /// Reads what [`put_packed`] wrote: order, first integer, packed stream.
 fn get_packed<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(u8, i64, BitReader<'a>), DecodeError> {
     let order = get_u8(buf, pos)?;
-    if order & !RICE > 2 {
+    if order & !(RICE | SPAN) > 2 || order & RICE != 0 && order & SPAN != 0 {
         return Err(DecodeError("bad packed encoding header"));
     }
     let first = get_varint(buf, pos)?;
@@ -1031,14 +1147,13 @@ fn unpack_mantissas(
     emit(m0);
     let rest = n - 1;
     let (mut m, mut delta) = (m0, 0i64);
-    let rice = order & RICE != 0;
-    match order & !RICE {
-        0 => read_residuals(r, rice, rest, emit),
-        1 => read_residuals(r, rice, rest, |x| {
+    match order & !(RICE | SPAN) {
+        0 => read_residuals(r, order, rest, emit),
+        1 => read_residuals(r, order, rest, |x| {
             m = m.wrapping_add(x);
             emit(m);
         }),
-        _ => read_residuals(r, rice, rest, |x| {
+        _ => read_residuals(r, order, rest, |x| {
             delta = delta.wrapping_add(x);
             m = m.wrapping_add(delta);
             emit(m);
@@ -1468,11 +1583,11 @@ mod tests {
             let sizes: Vec<u64> = (0..3u8).map(|o| { residuals(&ms, o, &mut res); pack_bits(&res) }).collect();
             let (order, w) = best_pack(&ms);
             let cheapest = sizes.iter().position(|&b| b == *sizes.iter().min().unwrap()).unwrap();
-            prop_assert_eq!((order & !RICE) as usize, cheapest);
-            if order & RICE == 0 {
+            prop_assert_eq!((order & !(RICE | SPAN)) as usize, cheapest);
+            if order & (RICE | SPAN) == 0 {
                 prop_assert_eq!(w.len_bits(), sizes[cheapest]);
             } else {
-                // A Rice code is chosen only where it is smaller.
+                // A Rice or span code is chosen only where it is smaller.
                 prop_assert!(w.len_bits() * 100 < sizes[cheapest] * 97);
             }
         }
@@ -1574,8 +1689,37 @@ mod tests {
         *seed
     }
 
+    /// Encodes `vals` (decimals of one digit), checks that their residuals
+    /// took the code `flag` names and that it is smaller than packed
+    /// blocks, that they read back, and that a cut or a flipped bit is an
+    /// error or other values, never a panic.
+    fn check_coded_as(vals: &[f64], flag: u8) {
+        let mut out = Vec::new();
+        encode_values(vals, &mut out);
+        assert_eq!(out[0], MODE_PACK);
+        assert_eq!(out[2] & (RICE | SPAN), flag, "order byte {}", out[2]);
+        let ms: Vec<i64> = vals.iter().map(|v| (v * 10.0).round() as i64).collect();
+        let (order, coded) = best_pack(&ms);
+        let mut res = Vec::new();
+        residuals(&ms, order & !(RICE | SPAN), &mut res);
+        assert!(coded.len_bits() * 100 < pack_bits(&res) * 97);
+        let mut got = Vec::new();
+        decode_values(&out, &mut 0, vals.len(), &mut got).unwrap();
+        assert_eq!(bits(&got), bits(vals));
+        for cut in 0..out.len() {
+            got.clear();
+            assert!(decode_values(&out[..cut], &mut 0, vals.len(), &mut got).is_err());
+        }
+        for i in 0..out.len() * 8 {
+            let mut bad = out.clone();
+            bad[i / 8] ^= 0x80 >> (i % 8);
+            got.clear();
+            let _ = decode_values(&bad, &mut 0, vals.len(), &mut got);
+        }
+    }
+
     #[test]
-    fn spiky_values_take_a_rice_code_and_damage_to_it_is_an_error() {
+    fn spiky_values_take_a_rice_code_and_even_ones_a_span_code() {
         // A latency: noise around a level, with a spike now and then that
         // would widen a whole packed block.
         let mut seed = 0x1a7e_u64;
@@ -1586,33 +1730,20 @@ mod tests {
                 (8500 + (seed >> 8) % 400) as f64 * spike as f64 / 10.0
             })
             .collect();
+        check_coded_as(&spiky, RICE);
+        // Noise spread evenly over 300 values, but for two outliers: a span
+        // code with escapes.
+        let mut even: Vec<f64> = (0..288)
+            .map(|_| (1000 + xorshift(&mut seed) % 300) as f64 / 10.0)
+            .collect();
+        even[100] = 1e6;
+        even[200] = -5.0;
+        check_coded_as(&even, SPAN);
         let mut out = Vec::new();
-        encode_values(&spiky, &mut out);
-        assert_eq!(out[0], MODE_PACK);
-        assert_ne!(out[2] & RICE, 0, "a Rice code");
-        let (_, packed) = best_pack(&spiky.iter().map(|v| (v * 10.0) as i64).collect::<Vec<_>>());
-        let mut res = Vec::new();
-        residuals(
-            &spiky.iter().map(|v| (v * 10.0) as i64).collect::<Vec<_>>(),
-            0,
-            &mut res,
-        );
-        assert!(packed.len_bits() * 100 < pack_bits(&res) * 97);
-        let mut vals = Vec::new();
-        decode_values(&out, &mut 0, spiky.len(), &mut vals).unwrap();
-        assert_eq!(bits(&vals), bits(&spiky));
-        // Cut short or with a bit flipped anywhere: an error or other
-        // values, never a panic.
-        for cut in 0..out.len() {
-            vals.clear();
-            assert!(decode_values(&out[..cut], &mut 0, spiky.len(), &mut vals).is_err());
-        }
-        for i in 0..out.len() * 8 {
-            let mut bad = out.clone();
-            bad[i / 8] ^= 0x80 >> (i % 8);
-            vals.clear();
-            let _ = decode_values(&bad, &mut 0, spiky.len(), &mut vals);
-        }
+        encode_values(&even, &mut out);
+        // Escapes flagged: the stream's first bit.
+        let (_, _, r) = get_packed(&out, &mut 2).unwrap();
+        assert_eq!(r.clone().read_bit(), Some(true));
     }
 
     #[test]
@@ -1638,14 +1769,14 @@ mod tests {
             .collect();
         let mut out = Vec::new();
         encode_values(&gauge, &mut out);
-        assert_eq!((out[0], out[2] & !RICE), (MODE_PACK, 0));
+        assert_eq!((out[0], out[2] & !(RICE | SPAN)), (MODE_PACK, 0));
         assert!(out.len() < 1440 * 10 / 8, "{} bytes", out.len());
         // A counter with steady increments: order 1 or 2.
         let counter: Vec<f64> = (0..1440u64).map(|i| (i * 250 + i % 7) as f64).collect();
         out.clear();
         encode_values(&counter, &mut out);
         assert_eq!(out[0], MODE_PACK);
-        assert!(out[2] & !RICE >= 1);
+        assert!(out[2] & !(RICE | SPAN) >= 1);
         assert!(out.len() < 1440 * 4 / 8, "{} bytes", out.len());
         // Extremes of i64 residuals survive.
         let wild = [0.0, 9.0e15, -9.0e15, 9.0e15, -9.0e15, 1.0];
