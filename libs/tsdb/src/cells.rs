@@ -3,7 +3,8 @@
 //! max fall and all but one of its other samples to write.
 //!
 //! ```text
-//! value block = 5 | u8 scale | u8 form | uvarint k | uvarint bits | packed positions
+//! value block = 5 | u8 scale | u8 form (| code flags for forms 0 and 1)
+//!                 | uvarint k | uvarint bits | packed positions
 //!                 | uvarint j | uvarint bits | residual stream
 //! ```
 //! It applies when every raw value is an exact decimal `m / 10^scale` and
@@ -14,9 +15,12 @@
 //! its last that is neither and is not the latest such (the sum gives that
 //! one). Forms, whichever is smallest:
 //! - 0 and 1: pairs `i_lo * n + i_hi` and residuals `m - lo` (0) or `m` less
-//!   the sample before it (1, across buckets too), each stream in the
+//!   the sample before it (1, across buckets too), the pairs in the
 //!   frame-of-reference packing of `codec` (a counter's pairs pack to
-//!   nothing);
+//!   nothing), the residuals in the smallest of that packing, a Rice code
+//!   and a span code (`codec`'s packed integers; the flags of the form byte
+//!   say which: a counter's increments, spread evenly over their range,
+//!   take the span code);
 //! - 2: pairs packed as in 0, residuals in the stream as `m` less the least
 //!   value it can take in a truncated binary code of the number it can:
 //!   within `[lo, hi]`, leaving the samples after it a sum they can make
@@ -27,8 +31,8 @@
 use crate::bits::{BitReader, BitWriter};
 use crate::block::{Rollup, for_each_bucket};
 use crate::codec::{
-    DecodeError, MAX_SCALE, MODE_CELLS, from_mantissa, get_stream, get_u8, get_uvarint, mantissa,
-    nearest_mantissa, pack, put_stream, put_uvarint, unpack,
+    CODES, DecodeError, MAX_SCALE, MODE_CELLS, code, from_mantissa, get_stream, get_u8,
+    get_uvarint, mantissa, nearest_mantissa, pack, put_stream, put_uvarint, uncode, unpack,
 };
 
 /// Reused buffers of the encoder and the decoder.
@@ -177,10 +181,10 @@ pub(crate) fn encode(
         return false;
     }
     let positions = pack(pos);
-    let packed = [pack(&res[0]), pack(&res[1])];
+    let packed = [code(&res[0]), code(&res[1])];
     let mut sizes = [
-        positions.len_bits() + packed[0].len_bits(),
-        positions.len_bits() + packed[1].len_bits(),
+        positions.len_bits() + packed[0].1.len_bits(),
+        positions.len_bits() + packed[1].1.len_bits(),
         positions.len_bits() + tb[0].len_bits(),
         tb[1].len_bits(),
     ];
@@ -197,7 +201,15 @@ pub(crate) fn encode(
         .expect("four forms");
     out.push(MODE_CELLS);
     out.push(scale as u8);
-    out.push(order);
+    // Residuals of forms 0 and 1 in the code their flag names.
+    out.push(
+        order
+            | if order < BOUNDED {
+                packed[order as usize].0
+            } else {
+                0
+            },
+    );
     put_uvarint(out, pos.len() as u64);
     let none = BitWriter::new();
     put_stream(
@@ -212,7 +224,7 @@ pub(crate) fn encode(
     put_stream(
         out,
         match order {
-            0 | 1 => &packed[order as usize],
+            0 | 1 => &packed[order as usize].1,
             BOUNDED => &tb[0],
             _ => &tb[1],
         },
@@ -247,7 +259,8 @@ pub(crate) fn decode(
     let scale = scale_at(buf, *at)?;
     *at += 2;
     let order = get_u8(buf, at)?;
-    if order > PAIRS_BOUNDED {
+    let (order, code) = (order & !CODES, order & CODES);
+    if order > PAIRS_BOUNDED || (order >= BOUNDED && code != 0) {
         return Err(DecodeError("bad rollup-coded value block header"));
     }
     let Scratch { cols, ms, pos, res } = sc;
@@ -271,7 +284,7 @@ pub(crate) fn decode(
     let cols = &*cols;
     match order {
         0 | 1 => {
-            unpack(&mut stream, n_res, res)?;
+            uncode(&mut stream, code, n_res, res)?;
             let src = Packed {
                 pos,
                 res,

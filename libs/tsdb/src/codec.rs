@@ -561,6 +561,47 @@ fn read_residuals(
     }
 }
 
+/// Codes `res` in the smallest of [`pack`] (which would write
+/// `packed_bits`), [`rice`] and [`spanned`]; returns the flag naming the
+/// code (0, [`RICE`] or [`SPAN`]) and the stream, which
+/// [`read_residuals`] reads. A Rice or a span code is slower to read than
+/// blocks: it must save a few in a hundred to be chosen.
+fn code_smallest(res: &[i64], packed_bits: u64) -> (u8, BitWriter) {
+    let (center, k, rice_bits) = rice_plan(res);
+    let (span, span_bits) = span_plan(res);
+    if rice_bits.min(span_bits).saturating_mul(100) >= packed_bits.saturating_mul(97) {
+        (0, pack(res))
+    } else if rice_bits <= span_bits {
+        (RICE, rice(res, center, k))
+    } else {
+        (SPAN, spanned(res, span))
+    }
+}
+
+/// Codes `res` as [`code_smallest`] does: the flag naming the code, which
+/// fits the bits of [`CODES`], and the stream [`uncode`] reads.
+pub(crate) fn code(res: &[i64]) -> (u8, BitWriter) {
+    code_smallest(res, pack_bits(res))
+}
+
+/// The bits a flag of [`code`] may set.
+pub(crate) const CODES: u8 = RICE | SPAN;
+
+/// Reads `n` residuals that [`code`] wrote with the flag `code`.
+pub(crate) fn uncode(
+    r: &mut BitReader<'_>,
+    code: u8,
+    n: usize,
+    out: &mut Vec<i64>,
+) -> Result<(), DecodeError> {
+    if code & !CODES != 0 || code == CODES {
+        return Err(DecodeError("unknown residual code"));
+    }
+    out.clear();
+    out.reserve(n);
+    read_residuals(r, code, n, |v| out.push(v))
+}
+
 /// Reads `n` residuals written by [`pack`].
 pub(crate) fn unpack(
     r: &mut BitReader<'_>,
@@ -608,9 +649,8 @@ fn dod_bits(v: i64) -> u64 {
     }
 }
 
-/// What [`pack`] of `res` would write, in bits, without writing it (the
-/// reference [`best_pack`]'s one-pass sizing is tested against).
-#[cfg(test)]
+/// What [`pack`] of `res` would write, in bits, without writing it (also
+/// the reference [`best_pack`]'s one-pass sizing is tested against).
 fn pack_bits(res: &[i64]) -> u64 {
     let mut bits = 0u64;
     let mut prev_min = 0i64;
@@ -664,19 +704,8 @@ fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
         .expect("three orders");
     let mut res = Vec::with_capacity(ms.len());
     residuals(ms, order, &mut res);
-    // A Rice or a span code is slower to read than blocks: it must save a
-    // few in a hundred to be chosen.
-    let (center, k, rice_bits) = rice_plan(&res);
-    let (span, span_bits) = span_plan(&res);
-    let packed = bits[order as usize];
-    if rice_bits.min(span_bits).saturating_mul(100) >= packed.saturating_mul(97) {
-        return (order, pack(&res));
-    }
-    if rice_bits <= span_bits {
-        (order | RICE, rice(&res, center, k))
-    } else {
-        (order | SPAN, spanned(&res, span))
-    }
+    let (code, w) = code_smallest(&res, bits[order as usize]);
+    (order | code, w)
 }
 
 /// The Int stream (adaptive widths) that older blocks hold; only tests write it now.
