@@ -23,7 +23,9 @@
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
 //! column: see `columns` (a value block, exceptions to last, or mantissas
 //!         less a prediction from last, or for a sum from count, min and max);
-//!         the sum of a bucket of exact decimals is their decimal sum
+//!         the sum of a bucket of exact decimals is their decimal sum; in
+//!         this layout a 5m sum may take the sums of the buckets that end an
+//!         hour from the 1h rollup's (reading it reads that rollup's sum)
 //! ```
 //! Files are written to a temporary name, fsynced and renamed, so a block
 //! is either complete or absent. A block failing its checksums on open is
@@ -44,8 +46,8 @@ use crate::codec::{
     skip_timestamps, skip_timestamps_in,
 };
 use crate::columns::{
-    BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, Basis, decode_column,
-    decode_column_mantissas, encode_column, predictor,
+    BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, BY_ZERO, Basis, HOURLY, Hours, decode_column,
+    decode_column_mantissas, encode_column, hour_ends, is_hourly, predictor,
 };
 use crate::error::{Error, Result};
 use crate::types::SeriesId;
@@ -99,6 +101,19 @@ pub(crate) struct Rollup {
     pub sum: Vec<f64>,
     pub min: Vec<f64>,
     pub max: Vec<f64>,
+    /// Reused between reads of a 5-minute rollup: which buckets end an
+    /// hour, and the hourly rollup they take their last and sum from.
+    ends: Vec<bool>,
+    hourly: Option<Box<Rollup>>,
+}
+
+/// Reused buffers of a read of a 5-minute rollup as mantissas: its labels,
+/// which of its buckets end an hour, and the hourly rollup's mantissas.
+#[derive(Debug, Default)]
+pub(crate) struct HourScratch {
+    labels: Vec<i64>,
+    ends: Vec<bool>,
+    cols: [Vec<i64>; 5],
 }
 
 impl Rollup {
@@ -270,8 +285,11 @@ pub(crate) struct BlockWriter {
     syms: [SymTable; 3],
     entries: Vec<IndexRow>,
     scratch: Vec<u8>,
-    /// Reused between series: rollup buckets and one encoded column.
+    /// Reused between series: rollup buckets (5-minute and hourly), which
+    /// 5-minute buckets end an hour, and one encoded column.
     rollup: Rollup,
+    hourly: Rollup,
+    ends: Vec<bool>,
     col: Vec<u8>,
     cells: cells::Scratch,
     /// The series' values as mantissas, when they are exact decimals.
@@ -317,6 +335,8 @@ impl BlockWriter {
             entries: Vec::new(),
             scratch: Vec::new(),
             rollup: Rollup::default(),
+            hourly: Rollup::default(),
+            ends: Vec::new(),
             col: Vec::new(),
             cells: cells::Scratch::default(),
             ms: Vec::new(),
@@ -378,11 +398,16 @@ impl BlockWriter {
         }
         let raw = self.put()?;
         let mut offs = [raw, (0, 0), (0, 0)];
+        // The hourly rollup first: in this layout the 5-minute one's sum may
+        // take the sums of the buckets that end an hour from it.
+        compute_rollup(ts, vals, dec, ROLLUP_WIDTHS[1], &mut self.hourly);
+        hour_ends(&self.rollup.labels, &mut self.ends);
         for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
-            let r = &mut self.rollup;
-            if k > 0 {
-                compute_rollup(ts, vals, dec, w, r);
-            }
+            let (r, hourly) = if k == 0 {
+                (&self.rollup, Some(&self.hourly).filter(|_| self.framed))
+            } else {
+                (&self.hourly, None)
+            };
             self.scratch.clear();
             let col = &mut self.col;
             col.clear();
@@ -399,10 +424,19 @@ impl BlockWriter {
             let spread = Basis {
                 last: &r.last[..],
                 spread: Some([&r.count[..], &r.min[..], &r.max[..]]),
+                hours: hourly.map(|h| Hours {
+                    ends: &self.ends[..],
+                    sums: &h.sum[..],
+                }),
+            };
+            let sum_preds = if hourly.is_some() {
+                &[BY_MID, BY_MID | HOURLY, BY_ZERO | HOURLY][..]
+            } else {
+                &[BY_MID][..]
             };
             for (c, preds, basis) in [
                 (&r.count, &[][..], by_last),
-                (&r.sum, &[BY_MID][..], spread),
+                (&r.sum, sum_preds, spread),
                 (&r.min, near, by_last),
                 (&r.max, near, by_last),
             ] {
@@ -681,7 +715,7 @@ impl Block {
             return decode_values(buf, &mut pos, n, vals).map_err(err);
         }
         let scale = cells::scale_at(buf, pos).map_err(err)?;
-        self.rollup_mantissas(e, 0, scale, &mut sc.cols)?;
+        self.rollup_mantissas(e, 0, scale, &mut sc.cols, &mut sc.hours)?;
         cells::decode(buf, &mut pos, &ts[start..], sc, vals).map_err(err)
     }
 
@@ -694,25 +728,39 @@ impl Block {
         k: usize,
         scale: usize,
         out: &mut [Vec<i64>; 5],
+        hs: &mut HourScratch,
     ) -> Result<()> {
         let buf = self.slice(e.rollups[k]);
         let err = |d: DecodeError| self.corrupt(&d.to_string());
         for c in out.iter_mut() {
             c.clear();
         }
-        let [count, last, sum, min, max] = out;
         let parts = self.rollup_parts(buf)?;
         let mut p = 0;
-        let n = if self.framed {
-            let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
-            skip_timestamps_in(parts[0], &mut p, run)
+        let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
+        // A sum that takes its hours' sums needs the hourly rollup.
+        let by_hours = self.framed && k == 0 && is_hourly(parts[2]);
+        let n = if by_hours {
+            hs.labels.clear();
+            decode_timestamps_in(parts[0], &mut p, run, &mut hs.labels).map_err(err)?;
+            hour_ends(&hs.labels, &mut hs.ends);
+            hs.labels.len()
+        } else if self.framed {
+            skip_timestamps_in(parts[0], &mut p, run).map_err(err)?
         } else {
-            skip_timestamps(parts[0], &mut p)
-        }
-        .map_err(err)?;
+            skip_timestamps(parts[0], &mut p).map_err(err)?
+        };
         if n == 0 {
             return Ok(());
         }
+        if by_hours {
+            // The hourly rollup's own read takes nothing of `hs`.
+            let mut hourly = std::mem::take(&mut hs.cols);
+            let read = self.rollup_mantissas(e, 1, scale, &mut hourly, hs);
+            hs.cols = hourly;
+            read?;
+        }
+        let [count, last, sum, min, max] = out;
         decode_mantissas(parts[0], &mut p, n, scale, last).map_err(err)?;
         let by_last = Basis::last(&last[..]);
         for (part, s, col) in [(1, 0, &mut *count), (3, scale, min), (4, scale, max)] {
@@ -722,6 +770,10 @@ impl Block {
         let spread = Basis {
             last: &last[..],
             spread: Some([&count[..], &min[..], &max[..]]),
+            hours: by_hours.then(|| Hours {
+                ends: &hs.ends[..],
+                sums: &hs.cols[2][..],
+            }),
         };
         decode_column_mantissas(parts[2], &mut 0, n, (scale, scale), spread, sum).map_err(err)?;
         Ok(())
@@ -748,12 +800,25 @@ impl Block {
         let buf = self.slice(e.rollups[k]);
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
         let parts = self.rollup_parts(buf)?;
+        // A sum that takes its hours' sums needs the hourly rollup's.
+        let by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);
+        let mut hourly = out.hourly.take().unwrap_or_default();
         if self.framed {
             let mut pos = 0;
             let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
             decode_timestamps_in(parts[0], &mut pos, run, &mut out.labels).map_err(err)?;
-            if !out.labels.is_empty() {
-                decode_values(parts[0], &mut pos, out.labels.len(), &mut out.last).map_err(err)?;
+            let n = out.labels.len();
+            if n > 0 {
+                decode_values(parts[0], &mut pos, n, &mut out.last).map_err(err)?;
+            }
+            if by_hours {
+                hour_ends(&out.labels, &mut out.ends);
+                hourly.clear();
+                let wants = Columns {
+                    sum: true,
+                    ..Columns::default()
+                };
+                self.rollup(e, 1, wants, &mut hourly)?;
             }
         } else {
             decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
@@ -775,9 +840,14 @@ impl Block {
             let basis = Basis {
                 last: &out.last[..],
                 spread: spread.then_some([&out.count[..], &out.min[..], &out.max[..]]),
+                hours: by_hours.then(|| Hours {
+                    ends: &out.ends[..],
+                    sums: &hourly.sum[..],
+                }),
             };
             decode_column(parts[2], &mut 0, n, basis, &mut out.sum).map_err(err)?;
         }
+        out.hourly = Some(hourly);
         Ok(())
     }
 }
@@ -890,7 +960,9 @@ mod tests {
                 assert_eq!((&t2, &v2), (*ts, &vals), "series {i} framed {framed}");
                 for (k, &w) in ROLLUP_WIDTHS.iter().enumerate() {
                     let mut want = Rollup::default();
-                    compute_rollup(ts, &vals, None, w, &mut want);
+                    let mut ms = Vec::new();
+                    let scale = decimals(&vals, &mut ms).expect("quarters are decimals");
+                    compute_rollup(ts, &vals, Some((scale, &ms)), w, &mut want);
                     let mut got = Rollup::default();
                     let cols = Columns {
                         count: true,
@@ -902,6 +974,7 @@ mod tests {
                     assert_eq!(got.labels, want.labels, "series {i} width {w}");
                     for (g, x) in [
                         (&got.last, &want.last),
+                        (&got.sum, &want.sum),
                         (&got.count, &want.count),
                         (&got.min, &want.min),
                         (&got.max, &want.max),
@@ -909,7 +982,10 @@ mod tests {
                         assert_eq!(g, x, "series {i} width {w}");
                     }
                     let mut ms = [const { Vec::new() }; 5];
-                    ub.block.rollup_mantissas(&e, k, 2, &mut ms).unwrap();
+                    let mut hs = HourScratch::default();
+                    ub.block
+                        .rollup_mantissas(&e, k, 2, &mut ms, &mut hs)
+                        .unwrap();
                     assert_eq!(ms[0].len(), want.labels.len(), "series {i} width {w}");
                 }
             }

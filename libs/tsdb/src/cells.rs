@@ -41,6 +41,8 @@ pub(crate) struct Scratch {
     /// What a decode reads its buckets from: the 5-minute rollup's count,
     /// last, sum, min and max as mantissas at the chunk's scale.
     pub cols: [Vec<i64>; 5],
+    /// What reading those takes of the hourly rollup.
+    pub hours: crate::block::HourScratch,
     ms: Vec<i64>,
     pos: Vec<i64>,
     res: [Vec<i64>; 2],
@@ -263,7 +265,9 @@ pub(crate) fn decode(
     if order > PAIRS_BOUNDED || (order >= BOUNDED && code != 0) {
         return Err(DecodeError("bad rollup-coded value block header"));
     }
-    let Scratch { cols, ms, pos, res } = sc;
+    let Scratch {
+        cols, ms, pos, res, ..
+    } = sc;
     let res = &mut res[0];
     let n_pos = get_uvarint(buf, at)? as usize;
     if n_pos > ts.len() {

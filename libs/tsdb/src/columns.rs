@@ -15,7 +15,11 @@
 //! first), 3 the bucket's last with a flag for each bucket equal to it
 //! (`uvarint bits | bits` before the integers, which skip those buckets),
 //! for a min or a max; 2 the bucket's count times the mid-range of its min
-//! and max, `count * (min + max) >> 1`, for a sum. A gauge's min
+//! and max, `count * (min + max) >> 1`, for a sum; 4 nothing (the mantissas
+//! themselves). A 5-minute sum predicted by 2 or 4 may have the flag 0x10
+//! (hourly): the buckets that end an hour have no residual, each being its
+//! hour's sum (from the block's hourly rollup) less the hour's other
+//! buckets, which saves a residual an hour. A gauge's min
 //! and max lie near its last and a counter's min follows the last before:
 //! what is left is the spread inside the bucket, not the series' own
 //! wander. A counter's sum is its count times its mid-range but for the
@@ -55,19 +59,53 @@ pub(crate) const BY_MID: u8 = 2;
 /// have residuals.
 pub(crate) const BY_LAST_FLAGGED: u8 = 3;
 
-/// What a column's predictions are read from: the buckets' last, and for a
+/// Predicts 0: the residuals are the mantissas themselves (with
+/// [`HOURLY`], a plain column whose hours' last buckets are derived).
+pub(crate) const BY_ZERO: u8 = 4;
+/// Flags a predictor of a 5-minute sum whose buckets ending an hour have no
+/// residual: each is its hour's sum less the hour's other buckets.
+pub(crate) const HOURLY: u8 = 0x10;
+
+/// What a column's predictions are read from: the buckets' last, for a
 /// sum predicted by [`BY_MID`] their count, min and max (as values, or as
-/// mantissas with counts as integers).
-#[derive(Debug, Clone, Copy)]
+/// mantissas with counts as integers), and for an [`HOURLY`] sum its hours.
+#[derive(Debug)]
 pub(crate) struct Basis<'a, T> {
     pub last: &'a [T],
     pub spread: Option<[&'a [T]; 3]>,
+    pub hours: Option<Hours<'a, T>>,
 }
+
+/// The hours of 5-minute buckets: whether each bucket is the last of its
+/// hour, and each hour's sum (as a value, or as a mantissa).
+#[derive(Debug)]
+pub(crate) struct Hours<'a, T> {
+    pub ends: &'a [bool],
+    pub sums: &'a [T],
+}
+
+// Copied whatever `T` is: it holds only slices.
+impl<T> Clone for Hours<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Hours<'_, T> {}
+impl<T> Clone for Basis<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Basis<'_, T> {}
 
 impl<'a, T> Basis<'a, T> {
     /// A basis of lasts only.
     pub fn last(last: &'a [T]) -> Self {
-        Self { last, spread: None }
+        Self {
+            last,
+            spread: None,
+            hours: None,
+        }
     }
 }
 
@@ -80,16 +118,50 @@ const MAX: usize = 3;
 /// The prediction `p` of bucket `k` from the mantissas `m(column, bucket)`.
 #[inline]
 fn prediction(p: u8, k: usize, m: impl Fn(usize, usize) -> i64) -> i64 {
-    match p {
+    match p & !HOURLY {
         BY_LAST | BY_LAST_FLAGGED => m(LAST, k),
         BY_LAST_BEFORE => k.checked_sub(1).map_or(0, |j| m(LAST, j)),
+        BY_ZERO => 0,
         _ => m(COUNT, k).wrapping_mul(m(MIN, k).wrapping_add(m(MAX, k))) >> 1,
     }
 }
 
-/// The predictor of a column written by [`encode_column`], if it is one.
+/// The predictor of a column written by [`encode_column`], if it is one
+/// (without its [`HOURLY`] flag).
 pub(crate) fn predictor(buf: &[u8]) -> Option<u8> {
-    (buf.first() == Some(&PREDICTED)).then(|| buf.get(1).copied())?
+    (buf.first() == Some(&PREDICTED)).then(|| buf.get(1).map(|p| p & !HOURLY))?
+}
+
+/// Whether a column written by [`encode_column`] derives its hours' last
+/// buckets from the hours' sums.
+pub(crate) fn is_hourly(buf: &[u8]) -> bool {
+    buf.first() == Some(&PREDICTED) && buf.get(1).is_some_and(|p| p & HOURLY != 0)
+}
+
+/// The hours of 5-minute buckets labelled `labels`: whether each is the
+/// last bucket of its hour (`ends`, cleared first). The labels are sorted.
+pub(crate) fn hour_ends(labels: &[i64], ends: &mut Vec<bool>) {
+    ends.clear();
+    ends.reserve(labels.len());
+    let mut hour_end = i64::MIN;
+    for &l in labels {
+        if l > hour_end {
+            // A new hour: the bucket before ended the one before. Mostly
+            // the next hour (no division then).
+            let hour = crate::block::ROLLUP_WIDTHS[1];
+            hour_end = match hour_end.checked_add(hour) {
+                Some(next) if l <= next && hour_end > i64::MIN => next,
+                _ => crate::block::bucket_label(l, hour),
+            };
+            if let Some(e) = ends.last_mut() {
+                *e = true;
+            }
+        }
+        ends.push(false);
+    }
+    if let Some(e) = ends.last_mut() {
+        *e = true;
+    }
 }
 
 /// Writes a rollup column of buckets with `basis`: as exceptions to their
@@ -191,15 +263,21 @@ fn get_constant(
 /// which every column the prediction reads is exact and every value near
 /// a mantissa.
 fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>) -> bool {
-    let refs: [&[f64]; 4] = match (p, basis.spread) {
+    let refs: [&[f64]; 4] = match (p & !HOURLY, basis.spread) {
         (BY_MID, Some([count, min, max])) => [&[], count, min, max],
         (BY_MID, None) => return false,
+        (BY_ZERO, _) => [&[]; 4],
         _ => [basis.last, &[], &[], &[]],
     };
     let n = col.len();
     if n == 0 || refs.iter().any(|r| !r.is_empty() && r.len() != n) {
         return false;
     }
+    let hours = match (p & HOURLY != 0, basis.hours) {
+        (false, _) => None,
+        (true, Some(h)) if h.ends.len() == n => Some(h),
+        (true, _) => return false,
+    };
     if !refs[COUNT].iter().all(|&c| mantissa(c, 0).is_some()) {
         return false;
     }
@@ -222,6 +300,33 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         let (m, u) = near_mantissa(v, scale).expect("scale checked");
         res.push(m.wrapping_sub(prediction(p, k, |c, i| ms[c][i])));
         ulps.push(u);
+    }
+    if let Some(h) = hours {
+        // Each hour's sum is the sum of its buckets' mantissas: the last
+        // bucket of each needs no residual.
+        let mut sums = h.sums.iter();
+        let mut acc = 0i64;
+        for (k, &v) in col.iter().enumerate() {
+            acc = acc.wrapping_add(near_mantissa(v, scale).expect("scale checked").0);
+            if h.ends[k] {
+                let hour = sums.next().and_then(|&s| mantissa(s, scale));
+                if hour != Some(acc) {
+                    return false;
+                }
+                acc = 0;
+            }
+        }
+        if sums.next().is_some() {
+            return false;
+        }
+        let mut k = 0;
+        res.retain(|_| {
+            k += 1;
+            !h.ends[k - 1]
+        });
+        if res.is_empty() {
+            return false;
+        }
     }
     out.push(PREDICTED);
     out.push(p);
@@ -251,6 +356,50 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         put_stream(out, &pack(&ulps));
     }
     true
+}
+
+/// Reads the mantissas of a predicted column of `n` buckets with predictor
+/// `p` (the prediction of bucket `k` is `pred(k)`), given for an
+/// [`HOURLY`] one which buckets end their hour and the hours' sums as
+/// mantissas, handing each bucket's to `emit`.
+fn get_mantissas(
+    buf: &[u8],
+    pos: &mut usize,
+    p: u8,
+    n: usize,
+    pred: impl Fn(usize) -> i64,
+    hours: Option<Hours<'_, i64>>,
+    mut emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    let Some(h) = hours.filter(|_| p & HOURLY != 0) else {
+        let mut k = 0;
+        return get_residuals(buf, pos, p, n, |r| {
+            emit(r.wrapping_add(pred(k)));
+            k += 1;
+        });
+    };
+    if h.ends.len() != n {
+        return Err(DecodeError("rollup column and its hours differ"));
+    }
+    let kept = h.ends.iter().filter(|&&e| !e).count();
+    let mut res = Vec::with_capacity(kept);
+    get_ints(buf, pos, kept, |r| res.push(r))?;
+    let (mut res, mut sums) = (res.into_iter(), h.sums.iter());
+    const SHORT: DecodeError = DecodeError("rollup column's hours end early");
+    let mut acc = 0i64;
+    for (k, &end) in h.ends.iter().enumerate() {
+        let m = if end {
+            let m = sums.next().ok_or(SHORT)?.wrapping_sub(acc);
+            acc = 0;
+            m
+        } else {
+            let m = res.next().ok_or(SHORT)?.wrapping_add(pred(k));
+            acc = acc.wrapping_add(m);
+            m
+        };
+        emit(m);
+    }
+    Ok(())
 }
 
 /// Reads the residuals of a predicted column of `n` buckets with predictor
@@ -295,16 +444,24 @@ fn predicted_header<T>(
     *pos += 1;
     let p = get_u8(buf, pos)?;
     let scale = get_u8(buf, pos)? as usize;
-    if p > BY_LAST_FLAGGED || scale > MAX_SCALE {
+    let hourly = p & HOURLY != 0;
+    let base = p & !HOURLY;
+    if base > BY_ZERO || (hourly && base != BY_MID && base != BY_ZERO) || scale > MAX_SCALE {
         return Err(DecodeError("bad predicted rollup column header"));
     }
-    let have = match (p, basis.spread) {
+    if hourly && basis.hours.as_ref().is_none_or(|h| h.ends.len() != n) {
+        return Err(DecodeError(
+            "rollup sum derived from its hours read without them",
+        ));
+    }
+    let have = match (base, basis.spread) {
         (BY_MID, Some(s)) => s.iter().all(|c| c.len() == n),
         (BY_MID, None) => {
             return Err(DecodeError(
                 "rollup sum predicted by min and max read without them",
             ));
         }
+        (BY_ZERO, _) => true,
         _ => basis.last.len() == n,
     };
     if !have {
@@ -342,11 +499,28 @@ pub(crate) fn decode_column(
             };
             let start = out.len();
             out.reserve(n);
-            let mut k = 0;
-            get_residuals(buf, pos, p, n, |r| {
-                out.push(from_mantissa(r.wrapping_add(prediction(p, k, m)), scale));
-                k += 1;
-            })?;
+            let sums: Vec<i64> = match basis.hours.filter(|_| p & HOURLY != 0) {
+                Some(h) => h
+                    .sums
+                    .iter()
+                    .map(|&v| mantissa(v, scale))
+                    .collect::<Option<_>>()
+                    .ok_or(DecodeError("rollup hour sum not at its column's scale"))?,
+                None => Vec::new(),
+            };
+            let hours = basis.hours.map(|h| Hours {
+                ends: h.ends,
+                sums: &sums[..],
+            });
+            get_mantissas(
+                buf,
+                pos,
+                p,
+                n,
+                |k| prediction(p, k, m),
+                hours,
+                |x| out.push(from_mantissa(x, scale)),
+            )?;
             if get_u8(buf, pos)? == 1 {
                 let mut ulps = Vec::with_capacity(n);
                 unpack(&mut get_stream(buf, pos)?, n, &mut ulps)?;
@@ -405,11 +579,8 @@ pub(crate) fn decode_column_mantissas(
                     _ => cols[c - 1][i],
                 };
                 out.reserve(n);
-                let mut k = 0;
-                get_residuals(buf, pos, p, n, |r| {
-                    out.push(r.wrapping_add(prediction(p, k, m)));
-                    k += 1;
-                })?;
+                let pred = |k| prediction(p, k, m);
+                get_mantissas(buf, pos, p, n, pred, basis.hours, |x| out.push(x))?;
                 if get_u8(buf, pos)? == 1 {
                     get_stream(buf, pos)?;
                 }
@@ -425,11 +596,19 @@ pub(crate) fn decode_column_mantissas(
                     hi.iter().map(|&m| from_mantissa(m, scale)).collect(),
                 ]
             });
+            let sums: Option<Vec<f64>> = basis
+                .hours
+                .as_ref()
+                .map(|h| h.sums.iter().map(|&m| from_mantissa(m, scale)).collect());
             let fb = Basis {
                 last: &lastf,
                 spread: spread
                     .as_ref()
                     .map(|[c, lo, hi]| [&c[..], &lo[..], &hi[..]]),
+                hours: basis.hours.as_ref().zip(sums.as_ref()).map(|(h, s)| Hours {
+                    ends: h.ends,
+                    sums: &s[..],
+                }),
             };
             let mut vals = Vec::with_capacity(n);
             decode_column(buf, pos, n, fb, &mut vals)?;
@@ -574,6 +753,124 @@ mod tests {
     }
 
     #[test]
+    fn hourly_sums_take_their_hours_and_round_trip() {
+        for counter in [false, true] {
+            let [count, sum, min, max, last] = buckets(counter);
+            let scale = if counter { 0 } else { 2 };
+            let m = |v: f64| mantissa(v, scale).unwrap();
+            // Hours of 12 buckets, the last one short.
+            let ends: Vec<bool> = (0..sum.len())
+                .map(|k| k % 12 == 11 || k == sum.len() - 1)
+                .collect();
+            let mut sums = Vec::new();
+            let mut acc = 0i64;
+            for (k, &v) in sum.iter().enumerate() {
+                acc += m(v);
+                if ends[k] {
+                    sums.push(from_mantissa(acc, scale));
+                    acc = 0;
+                }
+            }
+            let hours = Some(Hours {
+                ends: &ends[..],
+                sums: &sums[..],
+            });
+            let basis = Basis {
+                last: &last[..],
+                spread: Some([&count[..], &min[..], &max[..]]),
+                hours,
+            };
+            for p in [BY_MID | HOURLY, BY_ZERO | HOURLY] {
+                let mut hourly = Vec::new();
+                assert!(encode_predicted(&sum, p, basis, &mut hourly));
+                let mut plain = Vec::new();
+                assert!(encode_predicted(&sum, p & !HOURLY, basis, &mut plain));
+                // A residual fewer an hour. (A counter's sums, plain, are
+                // packed as deltas, which skipping buckets widens: there the
+                // plain form stays the smaller, and is the one chosen.)
+                if p == BY_MID | HOURLY || !counter {
+                    assert!(
+                        hourly.len() < plain.len(),
+                        "{} {}",
+                        hourly.len(),
+                        plain.len()
+                    );
+                }
+                assert!(is_hourly(&hourly) && !is_hourly(&plain));
+                let mut got = Vec::new();
+                decode_column(&hourly, &mut 0, sum.len(), basis, &mut got).unwrap();
+                assert_eq!(got, sum);
+                let ms = |c: &[f64]| -> Vec<i64> { c.iter().map(|&v| m(v)).collect() };
+                let counts: Vec<i64> = count.iter().map(|&c| c as i64).collect();
+                let (lm, lo, hi, hs) = (ms(&last), ms(&min), ms(&max), ms(&sums));
+                let mb = Basis {
+                    last: &lm[..],
+                    spread: Some([&counts[..], &lo[..], &hi[..]]),
+                    hours: Some(Hours {
+                        ends: &ends[..],
+                        sums: &hs[..],
+                    }),
+                };
+                let mut got = Vec::new();
+                decode_column_mantissas(&hourly, &mut 0, sum.len(), (scale, scale), mb, &mut got)
+                    .unwrap();
+                assert_eq!(got, ms(&sum));
+                let mut got = Vec::new();
+                // Read without its hours, or with hours that do not fit:
+                // an error.
+                let without = Basis {
+                    hours: None,
+                    ..basis
+                };
+                assert!(decode_column(&hourly, &mut 0, sum.len(), without, &mut got).is_err());
+                let short = Basis {
+                    hours: Some(Hours {
+                        ends: &ends[..],
+                        sums: &sums[1..],
+                    }),
+                    ..basis
+                };
+                assert!(decode_column(&hourly, &mut 0, sum.len(), short, &mut got).is_err());
+                // Damaged anywhere: never a panic.
+                for i in 0..hourly.len() * 8 {
+                    let mut bad = hourly.clone();
+                    bad[i / 8] ^= 0x80 >> (i % 8);
+                    got.clear();
+                    let _ = decode_column(&bad, &mut 0, sum.len(), basis, &mut got);
+                }
+            }
+            // Hours whose sums are not their buckets': not coded hourly.
+            let mut off = sums.clone();
+            off[3] += 1.0;
+            let wrong = Basis {
+                hours: Some(Hours {
+                    ends: &ends[..],
+                    sums: &off[..],
+                }),
+                ..basis
+            };
+            assert!(!encode_predicted(
+                &sum,
+                BY_ZERO | HOURLY,
+                wrong,
+                &mut Vec::new()
+            ));
+        }
+    }
+
+    #[test]
+    fn hours_end_where_the_next_bucket_is_in_another_hour() {
+        let h = 3_600_000;
+        let labels = [h - 300_000, h, h + 300_000, 3 * h, 3 * h + 300_000, 7 * h];
+        let mut ends = Vec::new();
+        hour_ends(&labels, &mut ends);
+        // 3h closes the hour (2h, 3h]; 3h + 5m opens the next.
+        assert_eq!(ends, [false, true, true, true, true, true]);
+        hour_ends(&[], &mut ends);
+        assert!(ends.is_empty());
+    }
+
+    #[test]
     fn predictions_shrink_sums_and_extremes_and_round_trip() {
         for counter in [false, true] {
             let [count, sum, min, max, last] = buckets(counter);
@@ -581,6 +878,7 @@ mod tests {
             let spread = Basis {
                 last: &last[..],
                 spread: Some([&count[..], &min[..], &max[..]]),
+                hours: None,
             };
             for (col, preds, basis) in [
                 (&sum, &[BY_MID][..], spread),
@@ -639,6 +937,7 @@ mod tests {
                     let mb = Basis {
                         last: &lm[..],
                         spread: basis.spread.map(|_| [&cm[..], &lo[..], &hi[..]]),
+                        hours: None,
                     };
                     let mut ms = Vec::new();
                     decode_column_mantissas(&buf, &mut 0, col.len(), (want, want), mb, &mut ms)
@@ -677,7 +976,7 @@ mod tests {
                 4 => if r.4 > 900.0 { r.1.round() } else { 5.0 },
                 _ => l * r.0.round() + 0.1,
             }).collect();
-            let spread = Basis { last: &last[..], spread: Some([&count[..], &min[..], &max[..]]) };
+            let spread = Basis { last: &last[..], spread: Some([&count[..], &min[..], &max[..]]), hours: None };
             // A column of one integer but at a few buckets.
             let mostly: Vec<f64> =
                 rows.iter().map(|r| if r.4 > 900.0 { r.1.round() } else { 5.0 }).collect();
