@@ -130,8 +130,8 @@ pub struct EmbeddedConfig {
     #[serde(with = "humantime_serde")]
     pub compacted_partition: Duration,
     /// Window compaction merges cold compacted windows into once all of it
-    /// is cold (default 7 days; 0 for none, else a multiple of
-    /// `compacted_partition`): less disk, slower raw reads of part of one.
+    /// is cold (0 for none, the default; else a multiple of
+    /// `compacted_partition`): less disk, slower raw reads.
     #[serde(with = "humantime_serde")]
     pub long_partition: Duration,
     /// A series absent for longer than this is out of the name index in between.
@@ -157,7 +157,7 @@ impl Default for EmbeddedConfig {
             future_tolerance: Duration::from_secs(600),
             partition: Duration::from_secs(2 * 3600),
             compacted_partition: Duration::from_secs(86_400),
-            long_partition: Duration::from_secs(7 * 86_400),
+            long_partition: Duration::ZERO,
             index_gap: Duration::from_secs(3600),
             read_threads: 0,
             raw_against_rollup: true,

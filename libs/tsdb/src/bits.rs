@@ -339,6 +339,61 @@ impl BitReader<'_> {
         Some(())
     }
 
+    /// Reads up to `count` values written by [`BitWriter::write_below`]
+    /// with the same `m`, handing each to `f` until it answers false: the
+    /// code's lengths are worked out once, and values are taken from a word
+    /// loaded once for several of them. Returns how many were read (the
+    /// one `f` stopped at included); `None` when the stream ends early or
+    /// `m` is out of `1..=2^62`.
+    #[inline]
+    pub fn read_belows(
+        &mut self,
+        m: u64,
+        count: usize,
+        mut f: impl FnMut(u64) -> bool,
+    ) -> Option<usize> {
+        if m == 0 || m > 1 << 62 {
+            return None;
+        }
+        let k = 63 - m.leading_zeros();
+        if k >= 56 {
+            for i in 0..count {
+                if !f(self.read_below(m)?) {
+                    return Some(i + 1);
+                }
+            }
+            return Some(count);
+        }
+        let u = (2u64 << k) - m;
+        let mut pos = self.pos;
+        let mut word = self.word_at(pos) << (pos & 7);
+        let mut avail = 64 - (pos & 7) as u32;
+        for i in 0..count {
+            if avail < k + 1 {
+                word = self.word_at(pos) << (pos & 7);
+                avail = 64 - (pos & 7) as u32;
+            }
+            // Both lengths from the word: the long form is the short one and
+            // a bit more.
+            let y = word >> (63 - k);
+            let long = (y >> 1) >= u;
+            let len = k + u32::from(long);
+            if pos + u64::from(len) > self.end {
+                self.pos = pos;
+                return None;
+            }
+            pos += u64::from(len);
+            word <<= len;
+            avail -= len;
+            if !f(if long { y - u } else { y >> 1 }) {
+                self.pos = pos;
+                return Some(i + 1);
+            }
+        }
+        self.pos = pos;
+        Some(count)
+    }
+
     /// Reads `count` fields of `width` bits each, handing each to `f`:
     /// the bounds are checked once for the whole run, so packed blocks
     /// decode at a load and two shifts per field. `None` (and nothing
@@ -449,6 +504,41 @@ mod tests {
             let mut r = BitReader::with_len(w.bytes(), w.len_bits());
             r.read_bits(lead);
             prop_assert!(r.read_rices(k, vals.len() + 1, |_| ()).is_none());
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn runs_of_truncated_binary_read_as_single_values(
+            xs in proptest::collection::vec(any::<u64>(), 0..200),
+            m in prop_oneof![1u64..5, 1u64..1000, 1u64..=(1 << 62)],
+            lead in 0u32..8,
+        ) {
+            let xs: Vec<u64> = xs.iter().map(|x| x % m).collect();
+            let mut w = BitWriter::new();
+            w.write_bits(0, lead);
+            for &x in &xs {
+                w.write_below(x, m);
+            }
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            let mut got = Vec::new();
+            prop_assert_eq!(r.read_belows(m, xs.len(), |x| { got.push(x); true }), Some(xs.len()));
+            prop_assert_eq!(&got, &xs);
+            prop_assert_eq!(r.remaining(), 0);
+            // Stopped part way, the rest reads on from there.
+            if xs.len() > 2 {
+                let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+                r.read_bits(lead);
+                let mut seen = 0;
+                prop_assert_eq!(r.read_belows(m, xs.len(), |_| { seen += 1; seen < 2 }), Some(2));
+                prop_assert_eq!(r.read_below(m), Some(xs[2]));
+            }
+            let mut r = BitReader::with_len(w.bytes(), w.len_bits());
+            r.read_bits(lead);
+            if m > 1 {
+                prop_assert_eq!(r.read_belows(m, xs.len() + 1, |_| true), None);
+            }
         }
     }
 

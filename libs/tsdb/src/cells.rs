@@ -768,7 +768,7 @@ mod tests {
     }
 
     /// The decimal scale, mantissas and 5-minute rollup of exact decimals.
-    fn rollup_of(ts: &[i64], vals: &[f64]) -> (usize, Vec<i64>, Rollup) {
+    pub(super) fn rollup_of(ts: &[i64], vals: &[f64]) -> (usize, Vec<i64>, Rollup) {
         let mut ms = Vec::new();
         let scale = decimals(vals, &mut ms).expect("exact decimals");
         let mut r = Rollup::default();
@@ -777,7 +777,7 @@ mod tests {
     }
 
     /// The value block of `ts` and mantissas `ms` against their rollup `r`.
-    fn encoded(ts: &[i64], scale: usize, ms: &[i64], r: &Rollup) -> Vec<u8> {
+    pub(super) fn encoded(ts: &[i64], scale: usize, ms: &[i64], r: &Rollup) -> Vec<u8> {
         let mut out = Vec::new();
         assert!(encode(
             ts,
@@ -991,6 +991,20 @@ mod tests {
                     prop_assert!(coded);
                 }
             }
+        }
+    }
+}
+#[cfg(test)]
+mod probe {
+    use super::tests::*;
+    #[test]
+    fn probe_sawtooth() {
+        let ts: Vec<i64> = (0..10080).map(|k| 1_700_000_000_000 + k * 60_000).collect();
+        for i in [0usize, 1, 13] {
+            let vals: Vec<f64> = (0..10080).map(|k| ((i * 7 + k) % 100) as f64).collect();
+            let (scale, ms, r) = rollup_of(&ts, &vals);
+            let out = encoded(&ts, scale, &ms, &r);
+            eprintln!("series {i}: form byte {} len {}", out[2], out.len());
         }
     }
 }

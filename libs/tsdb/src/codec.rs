@@ -531,14 +531,22 @@ fn unspan_with(r: &mut BitReader<'_>, n: usize, mut f: impl FnMut(i64)) -> Resul
         return Err(DecodeError("span of coded residuals too wide"));
     }
     let m = width + 1 + u64::from(escapes);
-    for _ in 0..n {
-        let x = r.read_below(m).ok_or(EARLY)?;
-        let d = if escapes && x == m - 1 {
-            read_dod(r).ok_or(EARLY)?
-        } else {
-            x as i64
-        };
-        f(lo.wrapping_add(d));
+    let mut left = n;
+    while left > 0 {
+        let mut escaped = false;
+        let read = r
+            .read_belows(m, left, |x| {
+                escaped = escapes && x == m - 1;
+                if !escaped {
+                    f(lo.wrapping_add(x as i64));
+                }
+                !escaped
+            })
+            .ok_or(EARLY)?;
+        left -= read;
+        if escaped {
+            f(lo.wrapping_add(read_dod(r).ok_or(EARLY)?));
+        }
     }
     Ok(())
 }
