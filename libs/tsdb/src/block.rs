@@ -360,8 +360,14 @@ impl BlockWriter {
         Ok((off, self.scratch.len() as u32))
     }
 
-    /// Adds one series' sorted, unique samples (at least one).
+    /// Adds one series' sorted, unique samples (at least one). A block of a
+    /// partition window (level 0) is coded in packed blocks only, which is
+    /// quick; compaction codes its outputs in every way there is.
     pub fn add(&mut self, key: [&str; 3], ts: &[i64], vals: &[f64]) -> Result<()> {
+        crate::codec::with_effort(self.meta.level > 0, || self.add_series(key, ts, vals))
+    }
+
+    fn add_series(&mut self, key: [&str; 3], ts: &[i64], vals: &[f64]) -> Result<()> {
         debug_assert!(!ts.is_empty());
         let ids = [
             self.syms[0].id(key[0]),

@@ -575,6 +575,9 @@ fn read_residuals(
 /// [`read_residuals`] reads. A Rice or a span code is slower to read than
 /// blocks: it must save a few in a hundred to be chosen.
 fn code_smallest(res: &[i64], packed_bits: u64) -> (u8, BitWriter) {
+    if !THOROUGH.get() {
+        return (0, pack(res));
+    }
     let (center, k, rice_bits) = rice_plan(res);
     let (span, span_bits) = span_plan(res);
     if rice_bits.min(span_bits).saturating_mul(100) >= packed_bits.saturating_mul(97) {
@@ -584,6 +587,23 @@ fn code_smallest(res: &[i64], packed_bits: u64) -> (u8, BitWriter) {
     } else {
         (SPAN, spanned(res, span))
     }
+}
+
+thread_local! {
+    /// Whether packed integers are planned in every code or in blocks only
+    /// (see [`with_effort`]).
+    static THOROUGH: std::cell::Cell<bool> = const { std::cell::Cell::new(true) };
+}
+
+/// Runs `f` with packed integers planned in every code (`thorough`), or in
+/// frame-of-reference blocks only, which takes a fraction of the time: a
+/// partition's fresh blocks, which compaction rewrites within the day, are
+/// sealed on the write path.
+pub(crate) fn with_effort<R>(thorough: bool, f: impl FnOnce() -> R) -> R {
+    let was = THOROUGH.replace(thorough);
+    let r = f();
+    THOROUGH.set(was);
+    r
 }
 
 /// Codes `res` as [`code_smallest`] does: the flag naming the code, which
