@@ -808,7 +808,8 @@ impl Block {
         let parts = self.rollup_parts(buf)?;
         // A sum that takes its hours' sums needs the hourly rollup's.
         let by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);
-        let mut hourly = out.hourly.take().unwrap_or_default();
+        // Reused between reads; taken only by the reads that need it.
+        let mut hourly = by_hours.then(|| out.hourly.take().unwrap_or_default());
         if self.framed {
             let mut pos = 0;
             let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
@@ -817,14 +818,14 @@ impl Block {
             if n > 0 {
                 decode_values(parts[0], &mut pos, n, &mut out.last).map_err(err)?;
             }
-            if by_hours {
+            if let Some(hourly) = hourly.as_mut() {
                 hour_ends(&out.labels, &mut out.ends);
                 hourly.clear();
                 let wants = Columns {
                     sum: true,
                     ..Columns::default()
                 };
-                self.rollup(e, 1, wants, &mut hourly)?;
+                self.rollup(e, 1, wants, hourly)?;
             }
         } else {
             decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
@@ -846,14 +847,16 @@ impl Block {
             let basis = Basis {
                 last: &out.last[..],
                 spread: spread.then_some([&out.count[..], &out.min[..], &out.max[..]]),
-                hours: by_hours.then(|| Hours {
+                hours: hourly.as_ref().map(|h| Hours {
                     ends: &out.ends[..],
-                    sums: &hourly.sum[..],
+                    sums: &h.sum[..],
                 }),
             };
             decode_column(parts[2], &mut 0, n, basis, &mut out.sum).map_err(err)?;
         }
-        out.hourly = Some(hourly);
+        if hourly.is_some() {
+            out.hourly = hourly;
+        }
         Ok(())
     }
 }

@@ -168,12 +168,27 @@ pub(crate) fn encode(
             return Err(());
         }
         if bounded {
+            // Forms 2 and 3 share their residuals; form 16's positions may
+            // free another sample.
+            let [alone, paired, by_last_tb] = &mut tb;
+            write_free(
+                &mut [alone, paired],
+                cell,
+                (lo, i_lo),
+                (hi, i_hi),
+                total as i64,
+            );
             let end = end_of(cell[n - 1], lo, hi);
             let (j_lo, j_hi) = by_last(n, end, (i_lo, i_hi));
-            write_pair_by_last(&mut tb[2], n, end, (i_lo, i_hi));
-            free_by_last += write_free(&mut tb[2], cell, (lo, j_lo), (hi, j_hi), total as i64);
+            write_pair_by_last(by_last_tb, n, end, (i_lo, i_hi));
+            free_by_last += write_free(
+                &mut [by_last_tb],
+                cell,
+                (lo, j_lo),
+                (hi, j_hi),
+                total as i64,
+            );
         }
-        let mut rest = Rest::new(n, (lo, i_lo), (hi, i_hi), cell[n - 1], total as i64);
         for i in 0..n - 1 {
             if i == i_lo || i == i_hi || Some(i) == d {
                 continue;
@@ -185,13 +200,6 @@ pub(crate) fn encode(
             };
             res[0].push(cell[i] - lo);
             res[1].push(cell[i].wrapping_sub(prev));
-            if bounded {
-                let (from, m) = rest.range().expect("bounds of a real bucket");
-                let x = (cell[i] - from) as u64;
-                tb[0].write_below(x, m);
-                tb[1].write_below(x, m);
-            }
-            rest.take(cell[i]);
         }
         Ok(())
     });
@@ -389,19 +397,17 @@ fn write_pair_by_last(w: &mut BitWriter, n: usize, end: u8, (i_lo, i_hi): (usize
     match end {
         1 => w.write_below(i_lo as u64, others),
         2 => w.write_below(i_hi as u64, others),
-        _ => {
-            let code = i_lo * (n - 2) + i_hi - usize::from(i_hi > i_lo);
-            w.write_below(code as u64, others * (others - 1));
-        }
+        // Both among the samples before the last: a pair of a bucket of n - 1.
+        _ => w.write_below(pair_code(n - 1, i_lo, i_hi), others * (others - 1)),
     }
 }
 
 /// Writes the free samples of a bucket (`cell`, mantissas) with its min and
-/// max at `i_lo` and `i_hi` and sum `total`, each in a truncated binary
-/// code of the values it can take given those before it; returns how
-/// many it wrote.
+/// max at `i_lo` and `i_hi` and sum `total` to each of `ws`, each in a
+/// truncated binary code of the values it can take given those before it;
+/// returns how many it wrote.
 fn write_free(
-    w: &mut BitWriter,
+    ws: &mut [&mut BitWriter],
     cell: &[i64],
     (lo, i_lo): (i64, usize),
     (hi, i_hi): (i64, usize),
@@ -416,7 +422,9 @@ fn write_free(
             continue;
         }
         let (from, k) = rest.range().expect("bounds of a real bucket");
-        w.write_below((m - from) as u64, k);
+        for w in ws.iter_mut() {
+            w.write_below((m - from) as u64, k);
+        }
         rest.take(m);
         written += 1;
     }
@@ -572,33 +580,29 @@ impl Source for Bounded<'_, '_> {
         if let Some(pos) = self.pos {
             return packed_pair(pos, &mut self.next_pos, n);
         }
+        const EARLY: DecodeError = DecodeError("rollup-coded positions end early");
         self.next_pos += 1;
         if self.next_pos > self.n_pos || n > 64 {
-            return Err(DecodeError("rollup-coded positions end early"));
+            return Err(EARLY);
         }
-        const EARLY: DecodeError = DecodeError("rollup-coded positions end early");
-        if self.by_last {
-            let others = n - 1;
-            return match end {
-                1 | 2 => {
-                    let i = self.r.read_below(others as u64).ok_or(EARLY)? as usize;
-                    Ok(if end == 1 { (i, others) } else { (others, i) })
-                }
-                _ if n < 3 => Err(DecodeError("bad rollup-coded position")),
-                _ => {
-                    let m = (others * (others - 1)) as u64;
-                    let q = self.r.read_below(m).ok_or(EARLY)? as usize;
-                    let (i_lo, j) = (q / (others - 1), q % (others - 1));
-                    Ok((i_lo, j + usize::from(j >= i_lo)))
-                }
-            };
+        // A pair of a bucket of `m` in the code of [`pair_code`].
+        let mut read_pair = |m: usize| -> Result<(usize, usize), DecodeError> {
+            let q = self.r.read_below((m * (m - 1)) as u64).ok_or(EARLY)? as usize;
+            let (i_lo, j) = (q / (m - 1), q % (m - 1));
+            Ok((i_lo, j + usize::from(j >= i_lo)))
+        };
+        if !self.by_last {
+            return read_pair(n);
         }
-        let q = self
-            .r
-            .read_below((n * (n - 1)) as u64)
-            .ok_or(DecodeError("rollup-coded positions end early"))? as usize;
-        let (i_lo, j) = (q / (n - 1), q % (n - 1));
-        Ok((i_lo, j + usize::from(j >= i_lo)))
+        let others = n - 1;
+        match end {
+            1 | 2 => {
+                let i = self.r.read_below(others as u64).ok_or(EARLY)? as usize;
+                Ok(if end == 1 { (i, others) } else { (others, i) })
+            }
+            _ if n < 3 => Err(DecodeError("bad rollup-coded position")),
+            _ => read_pair(others),
+        }
     }
 
     #[inline]
