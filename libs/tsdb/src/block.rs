@@ -3,15 +3,20 @@
 //! checksums over data and index.
 //!
 //! ```text
-//! "AERIEBK3"
+//! "AERIEBK4"
 //! data:   per series, in index order: raw chunk | rollup 5m | rollup 1h
 //!         (a raw chunk of short decimals has its values coded against its
-//!         5m rollup, see `cells`: reading it reads that rollup too)
+//!         5m rollup, see `cells`: reading it reads that rollup too; a 5m
+//!         rollup of one sample a bucket has its lasts, the samples, coded
+//!         the same way against the 1h rollup)
 //! times:  a chunk's times, and a rollup's labels, are a byte 0 when they
 //!         are the regular run the index row implies (count samples from
 //!         min_t to max_t in equal steps; every bucket from min_t's to
 //!         max_t's), else a byte 1 and the chunk's timestamp part
-//!         (an "AERIEBK2" block, still read, has the timestamp part alone)
+//!         (an "AERIEBK2" block, still read, has the timestamp part alone);
+//!         a rollup's count column is empty when the series' times are that
+//!         run: the counts are the run's samples in each bucket ("AERIEBK3",
+//!         still read, always writes the column)
 //! index:  u64 seq | zz start | zz end | u8 level
 //!         3 symbol tables (uvarint n, n x str)
 //!         uvarint n x (uvarint svc, src, met, zz min_t - start, uvarint max_t - min_t,
@@ -43,7 +48,7 @@ use crate::codec::{
     DecodeError, MODE_CELLS, Run, decimals, decode_chunk, decode_mantissas, decode_timestamps,
     decode_timestamps_in, decode_values, encode_chunk, encode_timestamps, encode_timestamps_in,
     encode_values, from_mantissa, get_uvarint, get_varint, put_uvarint, put_varint,
-    skip_timestamps, skip_timestamps_in,
+    skip_timestamps,
 };
 use crate::columns::{
     BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, BY_ZERO, Basis, HOURLY, Hours, decode_column,
@@ -54,8 +59,11 @@ use crate::types::SeriesId;
 
 /// Blocks as written now: index rows hold lengths, not offsets, and times
 /// relative to the block's start; a series' times and its rollup labels
-/// are a byte when they are the regular run its index row implies.
-const MAGIC: &[u8; 8] = b"AERIEBK3";
+/// are a byte when they are the regular run its index row implies, and so
+/// is a rollup's count column (empty) when the series' times are.
+const MAGIC: &[u8; 8] = b"AERIEBK4";
+/// As [`MAGIC`], without implied count columns (still read).
+const MAGIC_V3: &[u8; 8] = b"AERIEBK3";
 /// Blocks whose series' times and rollup labels are written out in full
 /// (still read).
 const MAGIC_V2: &[u8; 8] = b"AERIEBK2";
@@ -105,15 +113,21 @@ pub(crate) struct Rollup {
     /// hour, and the hourly rollup they take their last and sum from.
     ends: Vec<bool>,
     hourly: Option<Box<Rollup>>,
+    /// Reused by reads of a 5-minute last coded against the hourly rollup.
+    sparse: Option<Box<cells::Scratch>>,
 }
 
 /// Reused buffers of a read of a 5-minute rollup as mantissas: its labels,
 /// which of its buckets end an hour, and the hourly rollup's mantissas.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct HourScratch {
-    labels: Vec<i64>,
+    /// Labels of the 5-minute and the hourly rollup.
+    labels: [Vec<i64>; 2],
     ends: Vec<bool>,
     cols: [Vec<i64>; 5],
+    /// What reading a 5-minute last coded against the hourly rollup takes.
+    sparse: Option<Box<cells::Scratch>>,
+    vals: Vec<f64>,
 }
 
 impl Rollup {
@@ -206,6 +220,40 @@ fn bucket_run(min_t: i64, max_t: i64, w: i64) -> Run {
         .and_then(|d| usize::try_from(d / w + 1).ok())
         .unwrap_or(0);
     Run { first, last, n }
+}
+
+/// The counts of the rollup buckets `labels` of width `w` of the samples
+/// of the regular run an index row from `min_t` to `max_t` of `count`
+/// samples implies, handed to `emit` in order (an implied count column).
+fn implied_counts(
+    (min_t, max_t, count): (i64, i64, usize),
+    labels: &[i64],
+    w: i64,
+    mut emit: impl FnMut(i64),
+) -> std::result::Result<(), DecodeError> {
+    let step = sample_run(min_t, max_t, count)
+        .step()
+        .ok_or(DecodeError("implied rollup counts of irregular times"))?;
+    let last = count as i64 - 1;
+    for &label in labels {
+        // Samples `k` with `min_t + k * step` in `(label - w, label]`.
+        let (hi, lo) = if step == 0 {
+            (i64::from(label >= min_t) - 1, i64::from(label - w >= min_t))
+        } else {
+            (
+                label.saturating_sub(min_t).div_euclid(step).min(last),
+                (label.saturating_sub(w).saturating_sub(min_t))
+                    .div_euclid(step)
+                    .saturating_add(1)
+                    .max(0),
+            )
+        };
+        if hi < lo {
+            return Err(DecodeError("a rollup bucket without samples"));
+        }
+        emit(hi - lo + 1);
+    }
+    Ok(())
 }
 
 /// Computes rollup buckets of a sorted run into `r` (cleared first).
@@ -383,6 +431,8 @@ impl BlockWriter {
         compute_rollup(ts, vals, dec, ROLLUP_WIDTHS[0], r);
         self.scratch.clear();
         let (min_t, max_t) = (ts[0], ts[ts.len() - 1]);
+        // Regular times imply every rollup bucket's count.
+        let regular = self.framed && sample_run(min_t, max_t, ts.len()).is(ts);
         if self.framed {
             encode_timestamps_in(ts, sample_run(min_t, max_t, ts.len()), &mut self.scratch);
         } else {
@@ -419,7 +469,24 @@ impl BlockWriter {
             col.clear();
             if self.framed {
                 encode_timestamps_in(&r.labels, bucket_run(min_t, max_t, w), col);
-                encode_values(&r.last, col);
+                // Buckets of one sample each (a series sampled every 5
+                // minutes or less often): their lasts are the samples, coded
+                // against the hourly rollup as raw values are against this one.
+                let sparse = k == 0 && r.count.iter().all(|&c| c == 1.0);
+                if !sparse
+                    || !dec.is_some_and(|d| {
+                        cells::encode(
+                            &r.labels,
+                            d,
+                            &self.hourly,
+                            ROLLUP_WIDTHS[1],
+                            &mut self.cells,
+                            col,
+                        )
+                    })
+                {
+                    encode_values(&r.last, col);
+                }
             } else {
                 encode_chunk(&r.labels, &r.last, col);
             }
@@ -440,14 +507,19 @@ impl BlockWriter {
             } else {
                 &[BY_MID][..]
             };
-            for (c, preds, basis) in [
+            for (i, (c, preds, basis)) in [
                 (&r.count, &[][..], by_last),
                 (&r.sum, sum_preds, spread),
                 (&r.min, near, by_last),
                 (&r.max, near, by_last),
-            ] {
+            ]
+            .into_iter()
+            .enumerate()
+            {
                 col.clear();
-                encode_column(c, preds, basis, col);
+                if i > 0 || !regular {
+                    encode_column(c, preds, basis, col);
+                }
                 put_uvarint(&mut self.scratch, col.len() as u64);
                 self.scratch.extend_from_slice(col);
             }
@@ -537,13 +609,15 @@ impl Block {
         let data = unsafe { Mmap::map(&file) }.map_err(|e| Error::io("mmap", path, e))?;
         let n = data.len();
         if n < MAGIC.len() + FOOTER
-            || ![MAGIC, MAGIC_V2, MAGIC_V1].iter().any(|m| &data[..8] == *m)
+            || ![MAGIC, MAGIC_V3, MAGIC_V2, MAGIC_V1]
+                .iter()
+                .any(|m| &data[..8] == *m)
             || &data[n - 8..] != END_MAGIC
         {
             return Err(corrupt("bad magic or truncated file"));
         }
         let v1 = &data[..8] == MAGIC_V1;
-        let framed = &data[..8] == MAGIC;
+        let framed = &data[..8] == MAGIC || &data[..8] == MAGIC_V3;
         let f = &data[n - FOOTER..];
         let u64_at = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(f[i..i + 4].try_into().expect("4 bytes"));
@@ -725,6 +799,24 @@ impl Block {
         cells::decode(buf, &mut pos, &ts[start..], sc, vals).map_err(err)
     }
 
+    /// Decodes the lasts of a series' 5-minute rollup at `buf[*pos..]`,
+    /// buckets `labels`, coded against its hourly rollup (`sc` scratch).
+    fn sparse_lasts(
+        &self,
+        e: &Entry,
+        buf: &[u8],
+        pos: &mut usize,
+        labels: &[i64],
+        sc: &mut Option<Box<cells::Scratch>>,
+        out: &mut Vec<f64>,
+    ) -> Result<()> {
+        let err = |d: DecodeError| self.corrupt(&d.to_string());
+        let sc = sc.get_or_insert_with(Default::default);
+        let scale = cells::scale_at(buf, *pos).map_err(err)?;
+        self.rollup_mantissas(e, 1, scale, &mut sc.cols, &mut sc.hours)?;
+        cells::decode(buf, pos, labels, sc, out).map_err(err)
+    }
+
     /// Decodes the count, last, sum, min and max of a series' rollup of
     /// width `ROLLUP_WIDTHS[k]` as the mantissas at `scale` (the count as
     /// an integer) into `out`, in that order.
@@ -746,32 +838,59 @@ impl Block {
         let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
         // A sum that takes its hours' sums needs the hourly rollup.
         let by_hours = self.framed && k == 0 && is_hourly(parts[2]);
-        let n = if by_hours {
-            hs.labels.clear();
-            decode_timestamps_in(parts[0], &mut p, run, &mut hs.labels).map_err(err)?;
-            hour_ends(&hs.labels, &mut hs.ends);
-            hs.labels.len()
-        } else if self.framed {
-            skip_timestamps_in(parts[0], &mut p, run).map_err(err)?
+        let implied = self.framed && parts[1].is_empty();
+        // The labels give implied counts and hours' ends, and a sparse
+        // rollup's lasts are read at them.
+        let n = if self.framed {
+            hs.labels[k].clear();
+            decode_timestamps_in(parts[0], &mut p, run, &mut hs.labels[k]).map_err(err)?;
+            if by_hours {
+                hour_ends(&hs.labels[k], &mut hs.ends);
+            }
+            hs.labels[k].len()
         } else {
             skip_timestamps(parts[0], &mut p).map_err(err)?
         };
         if n == 0 {
             return Ok(());
         }
+        if implied {
+            let row = (e.min_t, e.max_t, e.count as usize);
+            implied_counts(row, &hs.labels[k], ROLLUP_WIDTHS[k], |c| out[0].push(c))
+                .map_err(err)?;
+        }
         if by_hours {
-            // The hourly rollup's own read takes nothing of `hs`.
+            // The hourly rollup's own read takes of `hs` its own labels.
             let mut hourly = std::mem::take(&mut hs.cols);
             let read = self.rollup_mantissas(e, 1, scale, &mut hourly, hs);
             hs.cols = hourly;
             read?;
         }
         let [count, last, sum, min, max] = out;
-        decode_mantissas(parts[0], &mut p, n, scale, last).map_err(err)?;
+        if k == 0 && parts[0].get(p) == Some(&MODE_CELLS) {
+            let mut vals = std::mem::take(&mut hs.vals);
+            vals.clear();
+            let read = self.sparse_lasts(
+                e,
+                parts[0],
+                &mut p,
+                &hs.labels[k],
+                &mut hs.sparse,
+                &mut vals,
+            );
+            let ps = crate::codec::POW10[scale];
+            last.extend(vals.iter().map(|&v| crate::codec::rounded(v * ps) as i64));
+            hs.vals = vals;
+            read?;
+        } else {
+            decode_mantissas(parts[0], &mut p, n, scale, last).map_err(err)?;
+        }
         let by_last = Basis::last(&last[..]);
         for (part, s, col) in [(1, 0, &mut *count), (3, scale, min), (4, scale, max)] {
-            decode_column_mantissas(parts[part], &mut 0, n, (s, scale), by_last, col)
-                .map_err(err)?;
+            if part > 1 || !implied {
+                decode_column_mantissas(parts[part], &mut 0, n, (s, scale), by_last, col)
+                    .map_err(err)?;
+            }
         }
         let spread = Basis {
             last: &last[..],
@@ -815,7 +934,13 @@ impl Block {
             let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
             decode_timestamps_in(parts[0], &mut pos, run, &mut out.labels).map_err(err)?;
             let n = out.labels.len();
-            if n > 0 {
+            if k == 0 && parts[0].get(pos) == Some(&MODE_CELLS) {
+                let mut sc = out.sparse.take();
+                let read =
+                    self.sparse_lasts(e, parts[0], &mut pos, &out.labels, &mut sc, &mut out.last);
+                out.sparse = sc;
+                read?;
+            } else if n > 0 {
                 decode_values(parts[0], &mut pos, n, &mut out.last).map_err(err)?;
             }
             if let Some(hourly) = hourly.as_mut() {
@@ -839,7 +964,12 @@ impl Block {
             (cols.min || spread, parts[3], &mut out.min),
             (cols.max || spread, parts[4], &mut out.max),
         ] {
-            if want {
+            if !want {
+            } else if self.framed && c.is_empty() {
+                let row = (e.min_t, e.max_t, e.count as usize);
+                implied_counts(row, &out.labels, ROLLUP_WIDTHS[k], |c| col.push(c as f64))
+                    .map_err(err)?;
+            } else {
                 decode_column(c, &mut 0, n, by_last, col).map_err(err)?;
             }
         }
@@ -864,6 +994,7 @@ impl Block {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::codec::mantissa;
 
     #[test]
     fn labels_close_buckets_on_the_right() {
@@ -941,7 +1072,17 @@ mod tests {
             .map(|i| i * 60_000)
             .collect();
         let one = vec![3_599_999i64];
-        let series = [&regular, &jittered, &gappy, &one];
+        // Every 15 minutes, and one a 5-minute bucket at uneven times: their
+        // 5-minute lasts are coded against the hourly rollup.
+        let sparse: Vec<i64> = (0..8).map(|i| 60_000 + i * 900_000).collect();
+        let uneven: Vec<i64> = (1..12)
+            .map(|i| i * 600_000 + (i * i * 7919) % 240_000)
+            .collect();
+        // Regular from the middle of a bucket: implied counts of 2 and 3.
+        let offset: Vec<i64> = (0..50).map(|i| 90_000 + i * 120_000).collect();
+        let series = [&regular, &jittered, &gappy, &one, &sparse, &uneven, &offset];
+        let regular_times = [true, false, false, true, true, false, true];
+        let sparse_lasts = [false, false, false, true, true, true, false];
         let dir = tempfile::tempdir().unwrap();
         for (seq, framed) in [(1, true), (2, false)] {
             let meta = BlockMeta {
@@ -958,7 +1099,7 @@ mod tests {
             let path = w.finish().unwrap();
             let mut ub = Block::open(&path).unwrap();
             assert_eq!(ub.block.framed, framed);
-            ub.block.bind(&[0, 1, 2, 3]);
+            ub.block.bind(&[0, 1, 2, 3, 4, 5, 6]);
             for (i, ts) in series.iter().enumerate() {
                 let vals: Vec<f64> = ts.iter().map(|t| (t % 997) as f64 / 4.0).collect();
                 let e = *ub.block.entry(i as SeriesId).unwrap();
@@ -995,7 +1136,39 @@ mod tests {
                     ub.block
                         .rollup_mantissas(&e, k, 2, &mut ms, &mut hs)
                         .unwrap();
-                    assert_eq!(ms[0].len(), want.labels.len(), "series {i} width {w}");
+                    let at2 = |c: &[f64]| -> Vec<i64> {
+                        c.iter().map(|&v| mantissa(v, 2).unwrap()).collect()
+                    };
+                    let counts: Vec<i64> = want.count.iter().map(|&c| c as i64).collect();
+                    assert_eq!(
+                        ms,
+                        [
+                            counts,
+                            at2(&want.last),
+                            at2(&want.sum),
+                            at2(&want.min),
+                            at2(&want.max)
+                        ],
+                        "series {i} width {w}"
+                    );
+                    // What this layout leaves out: implied counts, and lasts
+                    // coded against the hourly rollup.
+                    let parts = ub.block.rollup_parts(ub.block.slice(e.rollups[k])).unwrap();
+                    assert_eq!(
+                        parts[1].is_empty(),
+                        framed && regular_times[i],
+                        "series {i} width {w}"
+                    );
+                    let mut p = 0;
+                    if framed {
+                        let run = bucket_run(e.min_t, e.max_t, w);
+                        decode_timestamps_in(parts[0], &mut p, run, &mut Vec::new()).unwrap();
+                        assert_eq!(
+                            parts[0][p] == MODE_CELLS,
+                            k == 0 && sparse_lasts[i],
+                            "series {i} width {w}"
+                        );
+                    }
                 }
             }
         }

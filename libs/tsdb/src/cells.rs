@@ -42,7 +42,7 @@ use crate::codec::{
 };
 
 /// Reused buffers of the encoder and the decoder.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct Scratch {
     /// What a decode reads its buckets from: the 5-minute rollup's count,
     /// last, sum, min and max as mantissas at the chunk's scale.

@@ -971,7 +971,7 @@ pub(crate) struct Run {
 impl Run {
     /// The step between times of the run, if `n` times from `first` to
     /// `last` step evenly.
-    fn step(self) -> Option<i64> {
+    pub(crate) fn step(self) -> Option<i64> {
         match self.n {
             0 => None,
             1 => (self.first == self.last).then_some(0),
@@ -984,7 +984,7 @@ impl Run {
     }
 
     /// Whether `ts` is this run.
-    fn is(self, ts: &[i64]) -> bool {
+    pub(crate) fn is(self, ts: &[i64]) -> bool {
         let Some(step) = self.step() else {
             return false;
         };
@@ -1023,21 +1023,6 @@ pub(crate) fn decode_timestamps_in(
     ts.reserve(run.n);
     ts.extend((0..run.n as i64).map(|i| run.first.wrapping_add(i.wrapping_mul(step))));
     Ok(())
-}
-
-/// Steps over what [`encode_timestamps_in`] wrote against `run`; returns
-/// the count of times.
-pub(crate) fn skip_timestamps_in(
-    buf: &[u8],
-    pos: &mut usize,
-    run: Run,
-) -> Result<usize, DecodeError> {
-    if get_u8(buf, pos)? != 0 {
-        return skip_timestamps(buf, pos);
-    }
-    run.step()
-        .map(|_| run.n)
-        .ok_or(DecodeError("times do not fit the run of their index row"))
 }
 
 /// Decodes the timestamp part written by [`encode_timestamps`], appending
@@ -1494,7 +1479,6 @@ mod tests {
         let mut got = Vec::new();
         decode_timestamps_in(&buf, &mut 0, run, &mut got).unwrap();
         assert_eq!(got, ts);
-        assert_eq!(skip_timestamps_in(&buf, &mut 0, run), Ok(50));
         // Times off the run are written out and read back as they are.
         let mut odd = ts.clone();
         odd[7] += 1;
@@ -1504,7 +1488,6 @@ mod tests {
         got.clear();
         decode_timestamps_in(&buf, &mut 0, run, &mut got).unwrap();
         assert_eq!(got, odd);
-        assert_eq!(skip_timestamps_in(&buf, &mut 0, run), Ok(50));
         // A run whose span the count does not divide, or no times at all,
         // is an error, not a panic or a guess.
         for bad in [
