@@ -234,24 +234,42 @@ fn implied_counts(
     let step = sample_run(min_t, max_t, count)
         .step()
         .ok_or(DecodeError("implied rollup counts of irregular times"))?;
+    if step == 0 {
+        // One sample.
+        if labels != [bucket_label(min_t, w)] {
+            return Err(DecodeError("a rollup bucket without samples"));
+        }
+        emit(1);
+        return Ok(());
+    }
     let last = count as i64 - 1;
+    // The index of the last sample at or before a time, and its remainder:
+    // from one label to the next, `w` later, by an add and a carry.
+    let at = |t: i64| {
+        let d = t.wrapping_sub(min_t);
+        (d.div_euclid(step), d.rem_euclid(step))
+    };
+    let (qw, rw) = (w.div_euclid(step), w.rem_euclid(step));
+    let mut prev: Option<(i64, i64, i64)> = None;
     for &label in labels {
-        // Samples `k` with `min_t + k * step` in `(label - w, label]`.
-        let (hi, lo) = if step == 0 {
-            (i64::from(label >= min_t) - 1, i64::from(label - w >= min_t))
-        } else {
-            (
-                label.saturating_sub(min_t).div_euclid(step).min(last),
-                (label.saturating_sub(w).saturating_sub(min_t))
-                    .div_euclid(step)
-                    .saturating_add(1)
-                    .max(0),
-            )
+        let (before, (f, r)) = match prev {
+            Some((l, f, r)) if label == l.wrapping_add(w) => {
+                let (mut g, mut s) = (f.wrapping_add(qw), r + rw);
+                if s >= step {
+                    s -= step;
+                    g = g.wrapping_add(1);
+                }
+                (f, (g, s))
+            }
+            _ => (at(label.wrapping_sub(w)).0, at(label)),
         };
+        // Samples in `(label - w, label]`.
+        let (hi, lo) = (f.min(last), before.wrapping_add(1).max(0));
         if hi < lo {
             return Err(DecodeError("a rollup bucket without samples"));
         }
-        emit(hi - lo + 1);
+        emit(hi.wrapping_sub(lo).wrapping_add(1));
+        prev = Some((label, f, r));
     }
     Ok(())
 }

@@ -6,8 +6,11 @@
 //! column = value block
 //!        | 0x80 uvarint k, k x (uvarint index gap, u64 bits)
 //!          (equal to last except at k buckets)
+//!        | 0xA0 | 0x40 (ULPs) | predictor (u8) | u8 scale | ints(mantissa - prediction)
+//!          (| uvarint bits packed ULP distances, where flagged)
 //!        | 0x81 u8 predictor | u8 scale | ints(mantissa - prediction)
 //!          | u8 0, or u8 1 uvarint bits packed ULP distances
+//!          (before block layout 4, still read)
 //!        | 0x82 zz integer | uvarint k, k x (uvarint index gap, zz difference)
 //!          (that integer except at k buckets)
 //! ```
@@ -42,8 +45,16 @@ use crate::codec::{
 /// counter's max, every column of a sparse series); value blocks start
 /// with a mode byte below it.
 pub(crate) const LIKE_LAST: u8 = 0x80;
-/// Marks a column stored as mantissas less a prediction.
+/// Marks a column stored as mantissas less a prediction, the predictor in
+/// the next byte and whether ULP distances follow in a byte after the
+/// integers (written before block layout 4; still read).
 pub(crate) const PREDICTED: u8 = 0x81;
+/// Marks a column stored as mantissas less a prediction, the predictor in
+/// its low 5 bits, and [`WITH_ULPS`] set when ULP distances follow the
+/// integers.
+pub(crate) const PREDICTED_IN: u8 = 0xA0;
+/// See [`PREDICTED_IN`].
+const WITH_ULPS: u8 = 0x40;
 /// Marks a column of integers stored as one integer but at some buckets
 /// (a count: every bucket full but the first and last).
 pub(crate) const CONSTANT: u8 = 0x82;
@@ -129,13 +140,32 @@ fn prediction(p: u8, k: usize, m: impl Fn(usize, usize) -> i64) -> i64 {
 /// The predictor of a column written by [`encode_column`], if it is one
 /// (without its [`HOURLY`] flag).
 pub(crate) fn predictor(buf: &[u8]) -> Option<u8> {
-    (buf.first() == Some(&PREDICTED)).then(|| buf.get(1).map(|p| p & !HOURLY))?
+    full_predictor(buf).map(|p| p & !HOURLY)
+}
+
+/// The predictor of a column written by [`encode_column`], if it is one.
+fn full_predictor(buf: &[u8]) -> Option<u8> {
+    match *buf.first()? {
+        PREDICTED => buf.get(1).copied(),
+        m if m & PREDICTED_IN == PREDICTED_IN => Some(m & 0x1f),
+        _ => None,
+    }
 }
 
 /// Whether a column written by [`encode_column`] derives its hours' last
 /// buckets from the hours' sums.
 pub(crate) fn is_hourly(buf: &[u8]) -> bool {
-    buf.first() == Some(&PREDICTED) && buf.get(1).is_some_and(|p| p & HOURLY != 0)
+    full_predictor(buf).is_some_and(|p| p & HOURLY != 0)
+}
+
+/// Whether a predicted column's ULP distances follow its integers, read
+/// at `*pos` after them (`ulps` from its header; `None` for one whose
+/// flag is the byte there).
+fn has_ulps(buf: &[u8], pos: &mut usize, ulps: Option<bool>) -> Result<bool, DecodeError> {
+    match ulps {
+        Some(u) => Ok(u),
+        None => Ok(get_u8(buf, pos)? == 1),
+    }
 }
 
 /// The hours of 5-minute buckets labelled `labels`: whether each is the
@@ -328,8 +358,17 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
             return false;
         }
     }
-    out.push(PREDICTED);
-    out.push(p);
+    let with_ulps = ulps.iter().any(|&u| u != 0);
+    // Tests write the form before block layout 4, which is still read.
+    #[cfg(test)]
+    let old = tests::OLD_FORM.get();
+    #[cfg(not(test))]
+    let old = false;
+    if old {
+        out.extend_from_slice(&[PREDICTED, p]);
+    } else {
+        out.push(PREDICTED_IN | p | if with_ulps { WITH_ULPS } else { 0 });
+    }
     out.push(scale as u8);
     if p == BY_LAST_FLAGGED {
         let mut flags = BitWriter::new();
@@ -349,10 +388,10 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
     } else {
         put_ints(&res, out);
     }
-    if ulps.iter().all(|&u| u == 0) {
-        out.push(0);
-    } else {
-        out.push(1);
+    if old {
+        out.push(u8::from(with_ulps));
+    }
+    if with_ulps {
         put_stream(out, &pack(&ulps));
     }
     true
@@ -440,9 +479,13 @@ fn predicted_header<T>(
     pos: &mut usize,
     n: usize,
     basis: &Basis<'_, T>,
-) -> Result<(u8, usize), DecodeError> {
-    *pos += 1;
-    let p = get_u8(buf, pos)?;
+) -> Result<(u8, usize, Option<bool>), DecodeError> {
+    let marker = get_u8(buf, pos)?;
+    let (p, ulps) = if marker == PREDICTED {
+        (get_u8(buf, pos)?, None)
+    } else {
+        (marker & 0x1f, Some(marker & WITH_ULPS != 0))
+    };
     let scale = get_u8(buf, pos)? as usize;
     let hourly = p & HOURLY != 0;
     let base = p & !HOURLY;
@@ -469,7 +512,7 @@ fn predicted_header<T>(
             "predicted rollup column and its buckets differ",
         ));
     }
-    Ok((p, scale))
+    Ok((p, scale, ulps))
 }
 
 /// Reads a column written by [`encode_column`] for buckets with `basis`.
@@ -488,8 +531,8 @@ pub(crate) fn decode_column(
             like_last_exceptions(buf, pos, n, last.len(), |i, v| out[start + i] = v)
         }
         Some(&CONSTANT) => get_constant(buf, pos, n, |m| out.push(m as f64)),
-        Some(&PREDICTED) => {
-            let (p, scale) = predicted_header(buf, pos, n, &basis)?;
+        Some(&m) if m == PREDICTED || m & PREDICTED_IN == PREDICTED_IN => {
+            let (p, scale, ulps) = predicted_header(buf, pos, n, &basis)?;
             let ps = POW10[scale];
             let cols = basis.spread.unwrap_or([&[]; 3]);
             let m = |c: usize, i: usize| match c {
@@ -521,7 +564,7 @@ pub(crate) fn decode_column(
                 hours,
                 |x| out.push(from_mantissa(x, scale)),
             )?;
-            if get_u8(buf, pos)? == 1 {
+            if has_ulps(buf, pos, ulps)? {
                 let mut ulps = Vec::with_capacity(n);
                 unpack(&mut get_stream(buf, pos)?, n, &mut ulps)?;
                 for (v, u) in out[start..].iter_mut().zip(ulps) {
@@ -567,9 +610,9 @@ pub(crate) fn decode_column_mantissas(
             let p = POW10[scale];
             get_constant(buf, pos, n, |m| out.push(rounded(m as f64 * p) as i64))
         }
-        Some(&PREDICTED) => {
+        Some(&m) if m == PREDICTED || m & PREDICTED_IN == PREDICTED_IN => {
             let start = *pos;
-            let (p, s) = predicted_header(buf, pos, n, &basis)?;
+            let (p, s, ulps) = predicted_header(buf, pos, n, &basis)?;
             if s == scale && s == last_scale {
                 // The stored mantissas are the nearest ones: ULPs do not
                 // move them.
@@ -581,7 +624,7 @@ pub(crate) fn decode_column_mantissas(
                 out.reserve(n);
                 let pred = |k| prediction(p, k, m);
                 get_mantissas(buf, pos, p, n, pred, basis.hours, |x| out.push(x))?;
-                if get_u8(buf, pos)? == 1 {
+                if has_ulps(buf, pos, ulps)? {
                     get_stream(buf, pos)?;
                 }
                 return Ok(());
@@ -902,7 +945,7 @@ mod tests {
                 // before only the spread inside a bucket is left. Its sum is
                 // near its count times its mid-range.
                 if counter && (col == &min || col == &sum) {
-                    assert_eq!(buf[0], PREDICTED);
+                    assert_eq!(buf[0] & PREDICTED_IN, PREDICTED_IN);
                     assert!(buf.len() < plain.len(), "{} vs {}", buf.len(), plain.len());
                 }
                 // A gauge's last is its min in one bucket of five: flagged,
@@ -925,6 +968,20 @@ mod tests {
                 decode_column(&buf, &mut pos, col.len(), basis, &mut out).unwrap();
                 assert_eq!(pos, buf.len());
                 assert_eq!(bits(&out), bits(col));
+                // The form before block layout 4 (marker, predictor and a
+                // byte for the ULPs) reads the same.
+                OLD_FORM.set(true);
+                let mut old = Vec::new();
+                encode_column(col, preds, basis, &mut old);
+                OLD_FORM.set(false);
+                if full_predictor(&buf).is_some() {
+                    assert_eq!(old[0], PREDICTED);
+                    assert_eq!(old.len(), buf.len() + 2);
+                }
+                let (mut out_old, mut pos) = (Vec::new(), 0);
+                decode_column(&old, &mut pos, col.len(), basis, &mut out_old).unwrap();
+                assert_eq!(pos, old.len());
+                assert_eq!(bits(&out_old), bits(col));
                 // As mantissas at the lasts' own scale, straight or not.
                 let scale = if counter { 0 } else { 2 };
                 for want in [scale, scale + 1] {
@@ -950,6 +1007,11 @@ mod tests {
                 }
             }
         }
+    }
+
+    thread_local! {
+        /// Whether `encode_predicted` writes the form before block layout 4.
+        pub(super) static OLD_FORM: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     proptest! {
