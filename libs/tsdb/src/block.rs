@@ -19,8 +19,10 @@
 //!         still read, always writes the column)
 //! index:  u64 seq | zz start | zz end | u8 level
 //!         3 symbol tables (uvarint n, n x str)
-//!         uvarint n x (uvarint svc, src, met, zz min_t - start, uvarint max_t - min_t,
-//!                      uvarint count, uvarint len of raw, r5, r1h)
+//!         uvarint n x (uvarint svc, src, met, u8 0 (the span of the row before) or
+//!                      u8 1 | zz min_t - start, uvarint max_t - min_t, uvarint count,
+//!                      uvarint len of raw, r5, r1h)
+//!         ("AERIEBK3" and "AERIEBK2" rows, still read, have no u8 and always the span)
 //!         (an "AERIEBK1" block, still read, has zz min_t, zz max_t and an
 //!         uvarint offset before each length)
 //! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
@@ -47,7 +49,7 @@ use crate::cells;
 use crate::codec::{
     DecodeError, MODE_CELLS, Run, decimals, decode_chunk, decode_mantissas, decode_timestamps,
     decode_timestamps_in, decode_values, encode_chunk, encode_timestamps, encode_timestamps_in,
-    encode_values, from_mantissa, get_uvarint, get_varint, put_uvarint, put_varint,
+    encode_values, from_mantissa, get_u8, get_uvarint, get_varint, put_uvarint, put_varint,
     skip_timestamps,
 };
 use crate::columns::{
@@ -571,13 +573,22 @@ impl BlockWriter {
         // Series data lies in entry order, each raw | 5m | 1h, from the
         // magic on: lengths give the offsets.
         let mut at = MAGIC.len() as u64;
+        let mut before = None;
         for (ids, min_t, max_t, count, offs) in &self.entries {
             for id in ids {
                 put_uvarint(&mut idx, *id as u64);
             }
-            put_varint(&mut idx, min_t.wrapping_sub(self.meta.start));
-            put_uvarint(&mut idx, max_t.wrapping_sub(*min_t) as u64);
-            put_uvarint(&mut idx, *count as u64);
+            // Most series of a block span the same times as the one before.
+            let span = (*min_t, *max_t, *count);
+            if self.framed {
+                idx.push(u8::from(before != Some(span)));
+            }
+            if !self.framed || before != Some(span) {
+                put_varint(&mut idx, min_t.wrapping_sub(self.meta.start));
+                put_uvarint(&mut idx, max_t.wrapping_sub(*min_t) as u64);
+                put_uvarint(&mut idx, *count as u64);
+            }
+            before = Some(span);
             for (o, l) in offs {
                 debug_assert_eq!(*o, at, "series data is contiguous");
                 put_uvarint(&mut idx, *l as u64);
@@ -635,7 +646,8 @@ impl Block {
             return Err(corrupt("bad magic or truncated file"));
         }
         let v1 = &data[..8] == MAGIC_V1;
-        let framed = &data[..8] == MAGIC || &data[..8] == MAGIC_V3;
+        let v4 = &data[..8] == MAGIC;
+        let framed = v4 || &data[..8] == MAGIC_V3;
         let f = &data[n - FOOTER..];
         let u64_at = |i: usize| u64::from_le_bytes(f[i..i + 8].try_into().expect("8 bytes"));
         let u32_at = |i: usize| u32::from_le_bytes(f[i..i + 4].try_into().expect("4 bytes"));
@@ -681,7 +693,7 @@ impl Block {
         }
         let count = get_uvarint(idx, &mut pos).map_err(bad)? as usize;
         let mut at = MAGIC.len() as u64;
-        let mut entries = Vec::with_capacity(count.min(idx.len()));
+        let mut entries: Vec<Entry> = Vec::with_capacity(count.min(idx.len()));
         let mut keys = Vec::with_capacity(count.min(idx.len()));
         for _ in 0..count {
             let mut key: [String; 3] = Default::default();
@@ -692,17 +704,29 @@ impl Block {
                     .ok_or_else(|| corrupt("symbol id out of range"))?
                     .clone();
             }
-            let (min_t, max_t) = if v1 {
-                let min_t = get_varint(idx, &mut pos).map_err(bad)?;
-                (min_t, get_varint(idx, &mut pos).map_err(bad)?)
-            } else {
-                let min_t = start.wrapping_add(get_varint(idx, &mut pos).map_err(bad)?);
-                let span = get_uvarint(idx, &mut pos).map_err(bad)? as i64;
-                (min_t, min_t.wrapping_add(span))
+            let same = match v4.then(|| get_u8(idx, &mut pos)).transpose().map_err(bad)? {
+                Some(0) => true,
+                None | Some(1) => false,
+                Some(_) => return Err(corrupt("bad index row span tag")),
             };
-            let samples = get_uvarint(idx, &mut pos).map_err(bad)?;
-            let samples =
-                u32::try_from(samples).map_err(|_| corrupt("sample count out of range"))?;
+            let (min_t, max_t, samples) = match entries.last() {
+                Some(e) if same => (e.min_t, e.max_t, e.count),
+                _ if same => return Err(corrupt("first index row repeats a row before it")),
+                _ => {
+                    let (min_t, max_t) = if v1 {
+                        let min_t = get_varint(idx, &mut pos).map_err(bad)?;
+                        (min_t, get_varint(idx, &mut pos).map_err(bad)?)
+                    } else {
+                        let min_t = start.wrapping_add(get_varint(idx, &mut pos).map_err(bad)?);
+                        let span = get_uvarint(idx, &mut pos).map_err(bad)? as i64;
+                        (min_t, min_t.wrapping_add(span))
+                    };
+                    let samples = get_uvarint(idx, &mut pos).map_err(bad)?;
+                    let samples =
+                        u32::try_from(samples).map_err(|_| corrupt("sample count out of range"))?;
+                    (min_t, max_t, samples)
+                }
+            };
             let mut offs = [(0u64, 0u32); 3];
             for o in &mut offs {
                 let off = if v1 {
@@ -1098,9 +1122,12 @@ mod tests {
             .collect();
         // Regular from the middle of a bucket: implied counts of 2 and 3.
         let offset: Vec<i64> = (0..50).map(|i| 90_000 + i * 120_000).collect();
-        let series = [&regular, &jittered, &gappy, &one, &sparse, &uneven, &offset];
-        let regular_times = [true, false, false, true, true, false, true];
-        let sparse_lasts = [false, false, false, true, true, true, false];
+        // The last spans what the one before does: its index row says so.
+        let series = [
+            &regular, &jittered, &gappy, &one, &sparse, &uneven, &offset, &offset,
+        ];
+        let regular_times = [true, false, false, true, true, false, true, true];
+        let sparse_lasts = [false, false, false, true, true, true, false, false];
         let dir = tempfile::tempdir().unwrap();
         for (seq, framed) in [(1, true), (2, false)] {
             let meta = BlockMeta {
@@ -1117,7 +1144,7 @@ mod tests {
             let path = w.finish().unwrap();
             let mut ub = Block::open(&path).unwrap();
             assert_eq!(ub.block.framed, framed);
-            ub.block.bind(&[0, 1, 2, 3, 4, 5, 6]);
+            ub.block.bind(&[0, 1, 2, 3, 4, 5, 6, 7]);
             for (i, ts) in series.iter().enumerate() {
                 let vals: Vec<f64> = ts.iter().map(|t| (t % 997) as f64 / 4.0).collect();
                 let e = *ub.block.entry(i as SeriesId).unwrap();
