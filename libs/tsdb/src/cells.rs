@@ -6,6 +6,8 @@
 //! value block = 5 | u8 scale | u8 form (| code flags for forms 0 and 1)
 //!                 | uvarint k | uvarint bits | packed positions
 //!                 | uvarint j | uvarint bits | residual stream
+//!             | 5 | u8 scale | u8 form | 64 (forms 3, 16, 32; layout 4 on)
+//!                 | the form's header | stream to the end of the block
 //! ```
 //! It applies when every raw value is an exact decimal `m / 10^scale` and
 //! each bucket's sum rounds to the sum of its mantissas. A bucket of one
@@ -311,8 +313,27 @@ pub(crate) fn encode(
                 0
             },
     );
+    // Tests write the counted form too, which layout 3 blocks hold.
+    #[cfg(test)]
+    let compact = !tests::COUNTED.get();
+    #[cfg(not(test))]
+    let compact = true;
+    if order >= PAIRS_BOUNDED && compact {
+        *out.last_mut().expect("form byte") |= COMPACT;
+    }
     if order == STEPPED {
         out.extend_from_slice(&stepped_head);
+    }
+    if order >= PAIRS_BOUNDED && compact {
+        // Positions and residuals all in the one stream, which runs to the
+        // end of the value block.
+        let tb = &tb[[PAIRS_BOUNDED, PAIRS_BY_LAST, STEPPED]
+            .iter()
+            .position(|&f| f == order)
+            .expect("a form in the stream")
+            + 1];
+        out.extend_from_slice(tb.bytes());
+        return true;
     }
     put_uvarint(out, pos.len() as u64);
     let none = BitWriter::new();
@@ -370,9 +391,11 @@ pub(crate) fn decode(
     let scale = scale_at(buf, *at)?;
     *at += 2;
     let order = get_u8(buf, at)?;
-    let (order, code) = (order & !CODES, order & CODES);
+    let compact = order & COMPACT != 0;
+    let (order, code) = (order & !CODES & !COMPACT, order & CODES);
     if (order > PAIRS_BOUNDED && order != PAIRS_BY_LAST && order != STEPPED)
         || (order >= BOUNDED && code != 0)
+        || (compact && order < PAIRS_BOUNDED)
     {
         return Err(DecodeError("bad rollup-coded value block header"));
     }
@@ -398,22 +421,32 @@ pub(crate) fn decode(
             res.push(u as i64);
         }
     }
-    let n_pos = get_uvarint(buf, at)? as usize;
-    if n_pos > ts.len() {
-        return Err(DecodeError("more residuals than samples"));
-    }
-    let mut pos_stream = get_stream(buf, at)?;
     pos.clear();
-    if order < PAIRS_BOUNDED {
-        unpack(&mut pos_stream, n_pos, pos)?;
-    } else if pos_stream.remaining() != 0 {
-        return Err(DecodeError("bad rollup-coded value block header"));
-    }
-    let n_res = get_uvarint(buf, at)? as usize;
-    if n_res > ts.len() {
-        return Err(DecodeError("more residuals than samples"));
-    }
-    let mut stream = get_stream(buf, at)?;
+    let (n_pos, n_res, mut stream) = if compact {
+        let rest = buf.get(*at..).unwrap_or_default();
+        *at = buf.len();
+        (
+            ts.len(),
+            ts.len(),
+            BitReader::with_len(rest, rest.len() as u64 * 8),
+        )
+    } else {
+        let n_pos = get_uvarint(buf, at)? as usize;
+        if n_pos > ts.len() {
+            return Err(DecodeError("more residuals than samples"));
+        }
+        let mut pos_stream = get_stream(buf, at)?;
+        if order < PAIRS_BOUNDED {
+            unpack(&mut pos_stream, n_pos, pos)?;
+        } else if pos_stream.remaining() != 0 {
+            return Err(DecodeError("bad rollup-coded value block header"));
+        }
+        let n_res = get_uvarint(buf, at)? as usize;
+        if n_res > ts.len() {
+            return Err(DecodeError("more residuals than samples"));
+        }
+        (n_pos, n_res, get_stream(buf, at)?)
+    };
     let cols = &*cols;
     match order {
         0 | 1 => {
@@ -436,6 +469,7 @@ pub(crate) fn decode(
                 n_res,
                 next_res: 0,
                 r: stream,
+                counted: !compact,
             };
             if order != STEPPED {
                 return fill_buckets(src, cols, scale, ts, ms, vals);
@@ -472,6 +506,10 @@ const PAIRS_BY_LAST: u8 = 16;
 /// As [`PAIRS_BY_LAST`], with the buckets that rise by steps within a
 /// range bounded by them too (see the module doc).
 const STEPPED: u8 = 32;
+/// Flags, in the form byte of forms 3, 16 and 32, a value block without
+/// the counts of pairs and free samples and the empty positions part: its
+/// one stream runs to the end of the block (layout 4 on).
+const COMPACT: u8 = 64;
 
 /// The least value free sample `i` of a stepped bucket `cell` (filled
 /// before `i`, and its last) can take and how many it can: within the
@@ -738,6 +776,9 @@ struct Bounded<'a, 'b> {
     n_res: usize,
     next_res: usize,
     r: BitReader<'a>,
+    /// Whether `n_pos` and `n_res` are the counts the block gave (else
+    /// bounds, and the stream ends in the padding of its last byte).
+    counted: bool,
 }
 
 impl Source for Bounded<'_, '_> {
@@ -793,7 +834,11 @@ impl Source for Bounded<'_, '_> {
     }
 
     fn done(&self) -> bool {
-        self.next_pos == self.n_pos && self.next_res == self.n_res && self.r.remaining() == 0
+        if self.counted {
+            self.next_pos == self.n_pos && self.next_res == self.n_res && self.r.remaining() == 0
+        } else {
+            self.r.remaining() < 8
+        }
     }
 }
 
@@ -1023,6 +1068,9 @@ mod tests {
     thread_local! {
         /// The residual form the encoder takes where it can, not the smallest.
         pub(super) static FORM: std::cell::Cell<Option<u8>> = const { std::cell::Cell::new(None) };
+        /// Whether forms 3, 16 and 32 are written with their counts, as
+        /// layout 3 blocks have them (still read).
+        pub(super) static COUNTED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
     }
 
     /// Every residual form the encoder has, then its own choice.
@@ -1038,11 +1086,15 @@ mod tests {
 
     /// Runs `f` with every residual form the encoder has, and with its choice.
     fn in_every_form(mut f: impl FnMut()) {
-        for form in EVERY_FORM {
-            FORM.set(form);
-            f();
+        for counted in [false, true] {
+            COUNTED.set(counted);
+            for form in EVERY_FORM {
+                FORM.set(form);
+                f();
+            }
         }
         FORM.set(None);
+        COUNTED.set(false);
     }
 
     #[test]
@@ -1114,7 +1166,7 @@ mod tests {
         let mut sizes = Vec::new();
         in_every_form(|| {
             let out = encoded(&ts, scale, &ms, &r);
-            sizes.push((out[2], out.len()));
+            sizes.push((out[2] & !COMPACT, out.len()));
             let (t2, v2, _) = through_a_block(&ts, &vals);
             assert_eq!((t2, bits(&v2)), (ts.clone(), bits(&vals)));
         });
@@ -1210,7 +1262,11 @@ mod tests {
             .collect();
         let (scale, ms, r) = rollup_of(&ts, &vals);
         let block = encoded(&ts, scale, &ms, &r);
-        assert_eq!(block[2], STEPPED, "the smallest form of a counter");
+        assert_eq!(
+            block[2],
+            STEPPED | COMPACT,
+            "the smallest form of a counter"
+        );
         // Two increments coded a bucket of five, in about log2 41 and a
         // bit less: well under the 12 bits a bucket of packing.
         assert!(block.len() * 8 < 288 * 11, "{} bytes", block.len());
