@@ -8,7 +8,9 @@
 //!         (a raw chunk of short decimals has its values coded against its
 //!         5m rollup, see `cells`: reading it reads that rollup too; a 5m
 //!         rollup of one sample a bucket has its lasts, the samples, coded
-//!         the same way against the 1h rollup)
+//!         the same way against the 1h rollup; one of values on their own,
+//!         a gauge's, may leave out the lasts of the buckets that end an
+//!         hour, which are the 1h rollup's lasts)
 //! times:  a chunk's times, and a rollup's labels, are a byte 0 when they
 //!         are the regular run the index row implies (count samples from
 //!         min_t to max_t in equal steps; every bucket from min_t's to
@@ -48,9 +50,9 @@ use memmap2::Mmap;
 use crate::cells;
 use crate::codec::{
     DecodeError, MODE_CELLS, Run, decimals, decode_chunk, decode_mantissas, decode_timestamps,
-    decode_timestamps_in, decode_values, encode_chunk, encode_timestamps, encode_timestamps_in,
-    encode_values, from_mantissa, get_u8, get_uvarint, get_varint, put_uvarint, put_varint,
-    skip_timestamps,
+    decode_timestamps_in, decode_values, decode_values_hourly, encode_chunk, encode_timestamps,
+    encode_timestamps_in, encode_values, encode_values_hourly, from_mantissa, get_u8, get_uvarint,
+    get_varint, hourly_scale, mantissa, put_uvarint, put_varint, skip_timestamps,
 };
 use crate::columns::{
     BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, BY_ZERO, Basis, HOURLY, Hours, decode_column,
@@ -117,6 +119,8 @@ pub(crate) struct Rollup {
     hourly: Option<Box<Rollup>>,
     /// Reused by reads of a 5-minute last coded against the hourly rollup.
     sparse: Option<Box<cells::Scratch>>,
+    /// Reused by reads of 5-minute lasts that take their hours' lasts.
+    res: Vec<i64>,
 }
 
 /// Reused buffers of a read of a 5-minute rollup as mantissas: its labels,
@@ -130,6 +134,8 @@ pub(crate) struct HourScratch {
     /// What reading a 5-minute last coded against the hourly rollup takes.
     sparse: Option<Box<cells::Scratch>>,
     vals: Vec<f64>,
+    /// What reading 5-minute lasts that take their hours' lasts takes.
+    res: Vec<i64>,
 }
 
 impl Rollup {
@@ -359,6 +365,8 @@ pub(crate) struct BlockWriter {
     hourly: Rollup,
     ends: Vec<bool>,
     col: Vec<u8>,
+    /// Another form of a column, when more than one is tried.
+    alt: Vec<u8>,
     cells: cells::Scratch,
     /// The series' values as mantissas, when they are exact decimals.
     ms: Vec<i64>,
@@ -406,6 +414,7 @@ impl BlockWriter {
             hourly: Rollup::default(),
             ends: Vec::new(),
             col: Vec::new(),
+            alt: Vec::new(),
             cells: cells::Scratch::default(),
             ms: Vec::new(),
             raw_against_rollup: true,
@@ -505,7 +514,19 @@ impl BlockWriter {
                         )
                     })
                 {
+                    // The lasts of the buckets that end an hour are the
+                    // hours' lasts: left out where that is smaller.
+                    let start = col.len();
                     encode_values(&r.last, col);
+                    let alt = &mut self.alt;
+                    alt.clear();
+                    if k == 0
+                        && encode_values_hourly(&r.last, &self.ends, alt)
+                        && alt.len() < col.len() - start
+                    {
+                        col.truncate(start);
+                        col.extend_from_slice(alt);
+                    }
                 }
             } else {
                 encode_chunk(&r.labels, &r.last, col);
@@ -878,14 +899,16 @@ impl Block {
         let parts = self.rollup_parts(buf)?;
         let mut p = 0;
         let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
-        // A sum that takes its hours' sums needs the hourly rollup.
-        let by_hours = self.framed && k == 0 && is_hourly(parts[2]);
         let implied = self.framed && parts[1].is_empty();
+        // A sum that takes its hours' sums, or lasts that take their hours'
+        // lasts, need the hourly rollup.
+        let mut by_hours = false;
         // The labels give implied counts and hours' ends, and a sparse
         // rollup's lasts are read at them.
         let n = if self.framed {
             hs.labels[k].clear();
             decode_timestamps_in(parts[0], &mut p, run, &mut hs.labels[k]).map_err(err)?;
+            by_hours = k == 0 && (is_hourly(parts[2]) || hourly_scale(parts[0], p).is_some());
             if by_hours {
                 hour_ends(&hs.labels[k], &mut hs.ends);
             }
@@ -909,7 +932,22 @@ impl Block {
             read?;
         }
         let [count, last, sum, min, max] = out;
-        if k == 0 && parts[0].get(p) == Some(&MODE_CELLS) {
+        if let Some(s) = hourly_scale(parts[0], p).filter(|_| by_hours) {
+            // Decoded at its scale, not above the one asked for.
+            let f =
+                10i64.pow(scale.checked_sub(s).ok_or_else(|| {
+                    err(DecodeError("hourly lasts finer than the scale asked for"))
+                })? as u32);
+            hs.res.clear();
+            for &m in &hs.cols[1] {
+                if m % f != 0 {
+                    return Err(self.corrupt("hourly last off scale"));
+                }
+                hs.res.push(m / f);
+            }
+            let to = |m: i64| m.wrapping_mul(f);
+            decode_values_hourly(parts[0], &mut p, &hs.ends, &hs.res, last, to).map_err(err)?;
+        } else if k == 0 && parts[0].get(p) == Some(&MODE_CELLS) {
             let mut vals = std::mem::take(&mut hs.vals);
             vals.clear();
             let read = self.sparse_lasts(
@@ -967,16 +1005,40 @@ impl Block {
         let buf = self.slice(e.rollups[k]);
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
         let parts = self.rollup_parts(buf)?;
-        // A sum that takes its hours' sums needs the hourly rollup's.
-        let by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);
-        // Reused between reads; taken only by the reads that need it.
-        let mut hourly = by_hours.then(|| out.hourly.take().unwrap_or_default());
+        // A sum that takes its hours' sums, or lasts that take their hours'
+        // lasts, need the hourly rollup's.
+        let sums_by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);
+        let mut hourly = None;
         if self.framed {
             let mut pos = 0;
             let run = bucket_run(e.min_t, e.max_t, ROLLUP_WIDTHS[k]);
             decode_timestamps_in(parts[0], &mut pos, run, &mut out.labels).map_err(err)?;
             let n = out.labels.len();
-            if k == 0 && parts[0].get(pos) == Some(&MODE_CELLS) {
+            let lasts_scale = hourly_scale(parts[0], pos).filter(|_| k == 0);
+            if sums_by_hours || lasts_scale.is_some() {
+                // Reused between reads; taken only by the reads that need it.
+                let mut h = out.hourly.take().unwrap_or_default();
+                hour_ends(&out.labels, &mut out.ends);
+                h.clear();
+                let wants = Columns {
+                    sum: sums_by_hours,
+                    ..Columns::default()
+                };
+                let read = self.rollup(e, 1, wants, &mut h);
+                hourly = Some(h);
+                read?;
+            }
+            if let (Some(s), Some(h)) = (lasts_scale, hourly.as_ref()) {
+                // Every hour's last, for the bucket that ends it.
+                out.res.clear();
+                for &v in &h.last {
+                    let m = mantissa(v, s).ok_or_else(|| self.corrupt("hourly last off scale"))?;
+                    out.res.push(m);
+                }
+                let f = |m| from_mantissa(m, s);
+                decode_values_hourly(parts[0], &mut pos, &out.ends, &out.res, &mut out.last, f)
+                    .map_err(err)?;
+            } else if k == 0 && parts[0].get(pos) == Some(&MODE_CELLS) {
                 let mut sc = out.sparse.take();
                 let read =
                     self.sparse_lasts(e, parts[0], &mut pos, &out.labels, &mut sc, &mut out.last);
@@ -984,15 +1046,6 @@ impl Block {
                 read?;
             } else if n > 0 {
                 decode_values(parts[0], &mut pos, n, &mut out.last).map_err(err)?;
-            }
-            if let Some(hourly) = hourly.as_mut() {
-                hour_ends(&out.labels, &mut out.ends);
-                hourly.clear();
-                let wants = Columns {
-                    sum: true,
-                    ..Columns::default()
-                };
-                self.rollup(e, 1, wants, hourly)?;
             }
         } else {
             decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
@@ -1129,6 +1182,7 @@ mod tests {
         let regular_times = [true, false, false, true, true, false, true, true];
         let sparse_lasts = [false, false, false, true, true, true, false, false];
         let dir = tempfile::tempdir().unwrap();
+        let mut hourly_lasts = 0;
         for (seq, framed) in [(1, true), (2, false)] {
             let meta = BlockMeta {
                 seq,
@@ -1213,10 +1267,13 @@ mod tests {
                             k == 0 && sparse_lasts[i],
                             "series {i} width {w}"
                         );
+                        hourly_lasts += usize::from(hourly_scale(parts[0], p).is_some());
                     }
                 }
             }
         }
+        // Lasts on their own leave their hours' ends to the hourly rollup.
+        assert!(hourly_lasts > 0);
     }
 
     #[test]

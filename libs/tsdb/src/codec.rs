@@ -13,6 +13,9 @@
 //!                        uvarint bits, packed ULP residuals (order 0)
 //!             | 4 Pack:  u8 scale, u8 order, zz m0, uvarint bits, packed stream
 //!             | 5 Cells: against the 5m rollup, see `cells` (raw chunks in blocks)
+//!             | 6 Hourly: u8 scale, then as Pack, the values but those of the
+//!                        buckets that end an hour (a 5m rollup's lasts in
+//!                        blocks: its hours' lasts give those)
 //! packed = per block of 32 residuals: 7-bit width W | dod(block min - previous
 //!          block min) | 32 x W bits of (residual - block min)
 //!          or, where order has bit 4 (RICE) set: 6-bit k | dod(center) |
@@ -59,6 +62,10 @@ const MODE_PACK: u8 = 4;
 /// Raw values coded against their 5-minute rollup cells (`crate::cells`);
 /// only a block's raw chunk holds it, and only the block can decode it.
 pub(crate) const MODE_CELLS: u8 = 5;
+/// A 5-minute rollup's lasts less those of the buckets that end an hour,
+/// which are their hours' lasts (see [`encode_values_hourly`]); only a
+/// block's 5-minute rollup holds it, and only the block can decode it.
+pub(crate) const MODE_HOURLY: u8 = 6;
 /// Most samples a chunk may declare (a day at 5 ms resolution); a larger
 /// count is garbage.
 const MAX_REGULAR_RUN: usize = 1 << 24;
@@ -927,6 +934,92 @@ pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
     put_stream(out, &xor);
 }
 
+/// Writes the lasts `vals` of 5-minute buckets, of which those flagged in
+/// `ends` end an hour, as the exact decimals of the others, packed as
+/// Pack packs mantissas: a reader takes the lasts of the buckets that end
+/// an hour from their hours' lasts. `6 | u8 scale |` then the integers
+/// part of Pack. Says whether it wrote anything (not for values that are
+/// not short decimals, nor where every bucket ends an hour).
+pub(crate) fn encode_values_hourly(vals: &[f64], ends: &[bool], out: &mut Vec<u8>) -> bool {
+    if vals.len() != ends.len() {
+        return false;
+    }
+    let Some(scale) = common_scale(vals) else {
+        return false;
+    };
+    let kept: Vec<i64> = vals
+        .iter()
+        .zip(ends)
+        .filter(|(_, e)| !**e)
+        .map(|(&v, _)| mantissa(v, scale).expect("scale checked"))
+        .collect();
+    if kept.is_empty() {
+        return false;
+    }
+    // Only values on their own (a gauge's, a latency's): the differences
+    // of the others would span an hour's end.
+    let (order, best) = best_pack(&kept);
+    if order & !(RICE | SPAN) != 0 {
+        return false;
+    }
+    out.push(MODE_HOURLY);
+    out.push(scale as u8);
+    put_packed(order, kept[0], &best, out);
+    true
+}
+
+/// The scale of a block written by [`encode_values_hourly`] at `at`, if it
+/// is one.
+pub(crate) fn hourly_scale(buf: &[u8], at: usize) -> Option<usize> {
+    (buf.get(at) == Some(&MODE_HOURLY))
+        .then(|| buf.get(at + 1).map(|&s| s as usize))
+        .flatten()
+        .filter(|&s| s <= MAX_SCALE)
+}
+
+/// Reads a block written by [`encode_values_hourly`] at `*pos` of the
+/// buckets `ends` flags as ending an hour, appending to `out` each bucket's
+/// mantissa (at the block's scale) through `conv`; `hours` are the lasts,
+/// at that scale, of the hours of the buckets that end one.
+pub(crate) fn decode_values_hourly<T: Copy>(
+    buf: &[u8],
+    pos: &mut usize,
+    ends: &[bool],
+    hours: &[i64],
+    out: &mut Vec<T>,
+    conv: impl Fn(i64) -> T,
+) -> Result<(), DecodeError> {
+    if get_u8(buf, pos)? != MODE_HOURLY || get_u8(buf, pos)? as usize > MAX_SCALE {
+        return Err(DecodeError("bad hourly value block header"));
+    }
+    let (order, m0, mut r) = get_packed(buf, pos)?;
+    let n = ends.len();
+    let kept = ends.iter().filter(|&&e| !e).count();
+    if hours.len() != n - kept || kept == 0 {
+        return Err(DecodeError("hourly value block and its hours differ"));
+    }
+    // The others as Pack reads them, then moved to their buckets.
+    let start = out.len();
+    out.reserve(n);
+    unpack_mantissas(&mut r, order, m0, kept, |m| out.push(conv(m)))?;
+    let fill = out[start];
+    out.resize(start + n, fill);
+    // From the back, a run of the others at a time: each moves past the
+    // hours' ends before it (the first run, before any, stays).
+    let (mut to, mut from) = (n, start + kept);
+    for &h in hours.iter().rev() {
+        let end = ends[..to]
+            .iter()
+            .rposition(|&e| e)
+            .ok_or(DecodeError("hourly value block and its hours differ"))?;
+        let run = to - end - 1;
+        out.copy_within(from - run..from, start + end + 1);
+        out[start + end] = conv(h);
+        (to, from) = (end, from - run);
+    }
+    Ok(())
+}
+
 /// Decodes a sealed chunk starting at `*pos`, appending to `ts` and `vals`.
 pub fn decode_chunk(
     buf: &[u8],
@@ -1595,6 +1688,52 @@ mod tests {
                 }
                 out
             })
+    }
+
+    proptest! {
+        /// Lasts whose hours' ends are left out come back bit for bit from
+        /// their hours' lasts, as values and as mantissas, and a damaged
+        /// block or a wrong count of hours is an error, not a panic.
+        #[test]
+        fn hourly_lasts_round_trip(
+            rows in proptest::collection::vec((-5000i64..5000, any::<bool>()), 1..400),
+            scale in 0usize..3,
+            flip in any::<prop::sample::Index>(),
+        ) {
+            let vals: Vec<f64> = rows.iter().map(|r| from_mantissa(r.0, scale)).collect();
+            let ends: Vec<bool> = rows.iter().map(|r| r.1).collect();
+            let mut buf = Vec::new();
+            if !encode_values_hourly(&vals, &ends, &mut buf) {
+                return Ok(());
+            }
+            let s = buf[1] as usize;
+            let hours: Vec<i64> = vals
+                .iter()
+                .zip(&ends)
+                .filter(|(_, e)| **e)
+                .map(|(&v, _)| mantissa(v, s).unwrap())
+                .collect();
+            let mut got = vec![1.5];
+            decode_values_hourly(&buf, &mut 0, &ends, &hours, &mut got, |m| from_mantissa(m, s))
+                .unwrap();
+            prop_assert_eq!(
+                got[1..].iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                vals.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            );
+            let mut ms = Vec::new();
+            decode_values_hourly(&buf, &mut 0, &ends, &hours, &mut ms, |m| m).unwrap();
+            prop_assert_eq!(ms.len(), vals.len());
+            if !hours.is_empty() {
+                let short = &hours[1..];
+                prop_assert!(
+                    decode_values_hourly(&buf, &mut 0, &ends, short, &mut ms, |m| m).is_err()
+                );
+            }
+            let mut bad = buf.clone();
+            let i = flip.index(bad.len());
+            bad[i] ^= 0x5a;
+            let _ = decode_values_hourly(&bad, &mut 0, &ends, &hours, &mut ms, |m| m);
+        }
     }
 
     proptest! {

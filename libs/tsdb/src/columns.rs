@@ -173,6 +173,28 @@ fn has_ulps(buf: &[u8], pos: &mut usize, ulps: Option<bool>) -> Result<bool, Dec
 pub(crate) fn hour_ends(labels: &[i64], ends: &mut Vec<bool>) {
     ends.clear();
     ends.reserve(labels.len());
+    let (w, hour) = (
+        crate::block::ROLLUP_WIDTHS[0],
+        crate::block::ROLLUP_WIDTHS[1],
+    );
+    if let (Some(&first), Some(&last)) = (labels.first(), labels.last())
+        && last.checked_sub(first) == Some((labels.len() as i64 - 1) * w)
+        && first.rem_euclid(w) == 0
+    {
+        // Every bucket from the first to the last (sorted labels on the
+        // grid): the ends are every hour's worth from the first.
+        ends.resize(labels.len(), false);
+        let first_end = (hour - first.rem_euclid(hour)).rem_euclid(hour) / w;
+        for e in ends
+            .iter_mut()
+            .skip(first_end as usize)
+            .step_by((hour / w) as usize)
+        {
+            *e = true;
+        }
+        ends[labels.len() - 1] = true;
+        return;
+    }
     let mut hour_end = i64::MIN;
     for &l in labels {
         if l > hour_end {
