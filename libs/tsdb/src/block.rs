@@ -34,7 +34,9 @@
 //!         less a prediction from last, or for a sum from count, min and max);
 //!         the sum of a bucket of exact decimals is their decimal sum; in
 //!         this layout a 5m sum may take the sums of the buckets that end an
-//!         hour from the 1h rollup's (reading it reads that rollup's sum)
+//!         hour from the 1h rollup's (reading it reads that rollup's sum),
+//!         and a 5m min or max each hour's from the 1h rollup's, told which
+//!         bucket holds it
 //! ```
 //! Files are written to a temporary name, fsynced and renamed, so a block
 //! is either complete or absent. A block failing its checksums on open is
@@ -377,6 +379,33 @@ pub(crate) struct BlockWriter {
     framed: bool,
 }
 
+/// The predictors and basis of a 5-minute min or max column: with its
+/// hours' ends and values, the hourly forms too.
+fn extreme<'a>(
+    by_last: Basis<'a, f64>,
+    hours: Option<(&'a [bool], &'a [f64])>,
+) -> (&'static [u8], Basis<'a, f64>) {
+    const NEAR: [u8; 3] = [BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED];
+    const NEAR_HOURLY: [u8; 6] = [
+        BY_LAST,
+        BY_LAST_BEFORE,
+        BY_LAST_FLAGGED,
+        BY_LAST | HOURLY,
+        BY_LAST_BEFORE | HOURLY,
+        BY_LAST_FLAGGED | HOURLY,
+    ];
+    match hours {
+        Some((ends, values)) => (
+            &NEAR_HOURLY,
+            Basis {
+                hours: Some(Hours { ends, values }),
+                ..by_last
+            },
+        ),
+        None => (&NEAR, by_last),
+    }
+}
+
 /// File name of block `seq` in `dir`.
 pub(crate) fn block_path(dir: &Path, seq: u64) -> PathBuf {
     dir.join(format!("{seq:012}.blk"))
@@ -533,14 +562,13 @@ impl BlockWriter {
             }
             put_uvarint(&mut self.scratch, col.len() as u64);
             self.scratch.extend_from_slice(col);
-            let near = &[BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED][..];
             let by_last = Basis::last(&r.last[..]);
             let spread = Basis {
                 last: &r.last[..],
                 spread: Some([&r.count[..], &r.min[..], &r.max[..]]),
                 hours: hourly.map(|h| Hours {
                     ends: &self.ends[..],
-                    sums: &h.sum[..],
+                    values: &h.sum[..],
                 }),
             };
             let sum_preds = if hourly.is_some() {
@@ -548,11 +576,15 @@ impl BlockWriter {
             } else {
                 &[BY_MID][..]
             };
+            // A min or max may tell which bucket holds its hour's.
+            let ends = &self.ends[..];
+            let (min_preds, min_basis) = extreme(by_last, hourly.map(|h| (ends, &h.min[..])));
+            let (max_preds, max_basis) = extreme(by_last, hourly.map(|h| (ends, &h.max[..])));
             for (i, (c, preds, basis)) in [
                 (&r.count, &[][..], by_last),
                 (&r.sum, sum_preds, spread),
-                (&r.min, near, by_last),
-                (&r.max, near, by_last),
+                (&r.min, min_preds, min_basis),
+                (&r.max, max_preds, max_basis),
             ]
             .into_iter()
             .enumerate()
@@ -908,7 +940,8 @@ impl Block {
         let n = if self.framed {
             hs.labels[k].clear();
             decode_timestamps_in(parts[0], &mut p, run, &mut hs.labels[k]).map_err(err)?;
-            by_hours = k == 0 && (is_hourly(parts[2]) || hourly_scale(parts[0], p).is_some());
+            by_hours = k == 0
+                && (parts[2..].iter().any(|c| is_hourly(c)) || hourly_scale(parts[0], p).is_some());
             if by_hours {
                 hour_ends(&hs.labels[k], &mut hs.ends);
             }
@@ -968,7 +1001,15 @@ impl Block {
         let by_last = Basis::last(&last[..]);
         for (part, s, col) in [(1, 0, &mut *count), (3, scale, min), (4, scale, max)] {
             if part > 1 || !implied {
-                decode_column_mantissas(parts[part], &mut 0, n, (s, scale), by_last, col)
+                // A min or max may take its hours' from the hourly rollup.
+                let basis = Basis {
+                    hours: by_hours.then(|| Hours {
+                        ends: &hs.ends[..],
+                        values: &hs.cols[part][..],
+                    }),
+                    ..by_last
+                };
+                decode_column_mantissas(parts[part], &mut 0, n, (s, scale), basis, col)
                     .map_err(err)?;
             }
         }
@@ -977,7 +1018,7 @@ impl Block {
             spread: Some([&count[..], &min[..], &max[..]]),
             hours: by_hours.then(|| Hours {
                 ends: &hs.ends[..],
-                sums: &hs.cols[2][..],
+                values: &hs.cols[2][..],
             }),
         };
         decode_column_mantissas(parts[2], &mut 0, n, (scale, scale), spread, sum).map_err(err)?;
@@ -1008,6 +1049,10 @@ impl Block {
         // A sum that takes its hours' sums, or lasts that take their hours'
         // lasts, need the hourly rollup's.
         let sums_by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);
+        // A sum predicted by its bucket's min and max needs them first.
+        let spread = cols.sum && predictor(parts[2]) == Some(BY_MID);
+        let [min_by_hours, max_by_hours] = [(cols.min, parts[3]), (cols.max, parts[4])]
+            .map(|(want, c)| self.framed && k == 0 && (want || spread) && is_hourly(c));
         let mut hourly = None;
         if self.framed {
             let mut pos = 0;
@@ -1015,13 +1060,15 @@ impl Block {
             decode_timestamps_in(parts[0], &mut pos, run, &mut out.labels).map_err(err)?;
             let n = out.labels.len();
             let lasts_scale = hourly_scale(parts[0], pos).filter(|_| k == 0);
-            if sums_by_hours || lasts_scale.is_some() {
+            if sums_by_hours || min_by_hours || max_by_hours || lasts_scale.is_some() {
                 // Reused between reads; taken only by the reads that need it.
                 let mut h = out.hourly.take().unwrap_or_default();
                 hour_ends(&out.labels, &mut out.ends);
                 h.clear();
                 let wants = Columns {
                     sum: sums_by_hours,
+                    min: min_by_hours,
+                    max: max_by_hours,
                     ..Columns::default()
                 };
                 let read = self.rollup(e, 1, wants, &mut h);
@@ -1052,12 +1099,13 @@ impl Block {
         }
         let n = out.labels.len();
         // A sum predicted by its bucket's min and max needs them first.
-        let spread = cols.sum && predictor(parts[2]) == Some(BY_MID);
         let by_last = Basis::last(&out.last[..]);
-        for (want, c, col) in [
-            (cols.count || spread, parts[1], &mut out.count),
-            (cols.min || spread, parts[3], &mut out.min),
-            (cols.max || spread, parts[4], &mut out.max),
+        let hourly_min = hourly.as_ref().map(|h| &h.min[..]);
+        let hourly_max = hourly.as_ref().map(|h| &h.max[..]);
+        for (want, c, col, values) in [
+            (cols.count || spread, parts[1], &mut out.count, None),
+            (cols.min || spread, parts[3], &mut out.min, hourly_min),
+            (cols.max || spread, parts[4], &mut out.max, hourly_max),
         ] {
             if !want {
             } else if self.framed && c.is_empty() {
@@ -1065,7 +1113,15 @@ impl Block {
                 implied_counts(row, &out.labels, ROLLUP_WIDTHS[k], |c| col.push(c as f64))
                     .map_err(err)?;
             } else {
-                decode_column(c, &mut 0, n, by_last, col).map_err(err)?;
+                // A min or max may take its hours' from the hourly rollup.
+                let basis = Basis {
+                    hours: values.map(|values| Hours {
+                        ends: &out.ends[..],
+                        values,
+                    }),
+                    ..by_last
+                };
+                decode_column(c, &mut 0, n, basis, col).map_err(err)?;
             }
         }
         if cols.sum {
@@ -1074,7 +1130,7 @@ impl Block {
                 spread: spread.then_some([&out.count[..], &out.min[..], &out.max[..]]),
                 hours: hourly.as_ref().map(|h| Hours {
                     ends: &out.ends[..],
-                    sums: &h.sum[..],
+                    values: &h.sum[..],
                 }),
             };
             decode_column(parts[2], &mut 0, n, basis, &mut out.sum).map_err(err)?;

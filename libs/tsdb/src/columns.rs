@@ -22,7 +22,11 @@
 //! themselves). A 5-minute sum predicted by 2 or 4 may have the flag 0x10
 //! (hourly): the buckets that end an hour have no residual, each being its
 //! hour's sum (from the block's hourly rollup) less the hour's other
-//! buckets, which saves a residual an hour. A gauge's min
+//! buckets, which saves a residual an hour. A 5-minute min or max predicted
+//! by 0, 1 or 3 may have it too (layout 4 on): `ints` of each hour's place
+//! of the first bucket holding the hour's min (max) come first, and those
+//! buckets have neither residual nor flag (a counter's min is always in
+//! its hour's first bucket: its places cost nothing). A gauge's min
 //! and max lie near its last and a counter's min follows the last before:
 //! what is left is the spread inside the bucket, not the series' own
 //! wander. A counter's sum is its count times its mid-range but for the
@@ -92,7 +96,7 @@ pub(crate) struct Basis<'a, T> {
 #[derive(Debug)]
 pub(crate) struct Hours<'a, T> {
     pub ends: &'a [bool],
-    pub sums: &'a [T],
+    pub values: &'a [T],
 }
 
 // Copied whatever `T` is: it holds only slices.
@@ -125,6 +129,13 @@ const LAST: usize = 0;
 const COUNT: usize = 1;
 const MIN: usize = 2;
 const MAX: usize = 3;
+
+/// Whether predictor `p` (without [`HOURLY`]) is one of a min or a max,
+/// whose [`HOURLY`] form tells which bucket holds each hour's value.
+#[inline]
+fn is_extreme(p: u8) -> bool {
+    matches!(p, BY_LAST | BY_LAST_BEFORE | BY_LAST_FLAGGED)
+}
 
 /// The prediction `p` of bucket `k` from the mantissas `m(column, bucket)`.
 #[inline]
@@ -353,10 +364,42 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         res.push(m.wrapping_sub(prediction(p, k, |c, i| ms[c][i])));
         ulps.push(u);
     }
-    if let Some(h) = hours {
+    let base = p & !HOURLY;
+    // For a min or max with hours: which buckets hold their hour's value,
+    // and their places in their hours.
+    let mut at_hour = Vec::new();
+    let mut places = Vec::new();
+    if let Some(h) = hours.filter(|_| is_extreme(base)) {
+        at_hour.resize(n, false);
+        let (mut vals, mut start) = (h.values.iter(), 0);
+        for k in 0..n {
+            if h.ends[k] {
+                let Some(v) = vals.next() else {
+                    return false;
+                };
+                let Some(i) = (start..=k).find(|&i| col[i].to_bits() == v.to_bits()) else {
+                    return false;
+                };
+                places.push((i - start) as i64);
+                at_hour[i] = true;
+                start = k + 1;
+            }
+        }
+        if vals.next().is_some() || start != n {
+            return false;
+        }
+        let mut k = 0;
+        res.retain(|_| {
+            k += 1;
+            !at_hour[k - 1]
+        });
+        if res.is_empty() {
+            return false;
+        }
+    } else if let Some(h) = hours {
         // Each hour's sum is the sum of its buckets' mantissas: the last
         // bucket of each needs no residual.
-        let mut sums = h.sums.iter();
+        let mut sums = h.values.iter();
         let mut acc = 0i64;
         for (k, &v) in col.iter().enumerate() {
             acc = acc.wrapping_add(near_mantissa(v, scale).expect("scale checked").0);
@@ -392,10 +435,18 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         out.push(PREDICTED_IN | p | if with_ulps { WITH_ULPS } else { 0 });
     }
     out.push(scale as u8);
-    if p == BY_LAST_FLAGGED {
+    if !places.is_empty() {
+        put_ints(&places, out);
+    }
+    if base == BY_LAST_FLAGGED {
         let mut flags = BitWriter::new();
         let mut kept = Vec::with_capacity(n);
-        for ((c, l), &r) in col.iter().zip(basis.last).zip(&res) {
+        let others = col
+            .iter()
+            .zip(basis.last)
+            .enumerate()
+            .filter(|(k, _)| !at_hour.get(*k).is_some_and(|&a| a));
+        for ((_, (c, l)), &r) in others.zip(&res) {
             let same = c.to_bits() == l.to_bits();
             flags.write_bit(same);
             if !same {
@@ -442,11 +493,44 @@ fn get_mantissas(
     if h.ends.len() != n {
         return Err(DecodeError("rollup column and its hours differ"));
     }
+    const SHORT: DecodeError = DecodeError("rollup column's hours end early");
+    if is_extreme(p & !HOURLY) {
+        // Each hour's place of its value, then the others' residuals.
+        let hours = h.ends.iter().filter(|&&e| e).count();
+        if h.values.len() != hours || hours >= n {
+            return Err(DecodeError("rollup column and its hours differ"));
+        }
+        let mut at = Vec::with_capacity(hours);
+        let mut start = 0usize;
+        get_ints(buf, pos, hours, |q| at.push(q))?;
+        let mut next = at.iter_mut();
+        for (k, _) in h.ends.iter().enumerate().filter(|(_, e)| **e) {
+            let q = next.next().ok_or(SHORT)?;
+            let i = usize::try_from(*q)
+                .ok()
+                .and_then(|q| start.checked_add(q))
+                .filter(|&i| i <= k)
+                .ok_or(DecodeError("rollup hour's place out of its hour"))?;
+            *q = i as i64;
+            start = k + 1;
+        }
+        let mut res = Vec::with_capacity(n - hours);
+        get_residuals(buf, pos, p & !HOURLY, n - hours, |r| res.push(r))?;
+        let (mut res, mut at, mut vals) =
+            (res.into_iter(), at.into_iter().peekable(), h.values.iter());
+        for k in 0..n {
+            if at.next_if_eq(&(k as i64)).is_some() {
+                emit(*vals.next().ok_or(SHORT)?);
+            } else {
+                emit(res.next().ok_or(SHORT)?.wrapping_add(pred(k)));
+            }
+        }
+        return Ok(());
+    }
     let kept = h.ends.iter().filter(|&&e| !e).count();
     let mut res = Vec::with_capacity(kept);
     get_ints(buf, pos, kept, |r| res.push(r))?;
-    let (mut res, mut sums) = (res.into_iter(), h.sums.iter());
-    const SHORT: DecodeError = DecodeError("rollup column's hours end early");
+    let (mut res, mut sums) = (res.into_iter(), h.values.iter());
     let mut acc = 0i64;
     for (k, &end) in h.ends.iter().enumerate() {
         let m = if end {
@@ -511,7 +595,7 @@ fn predicted_header<T>(
     let scale = get_u8(buf, pos)? as usize;
     let hourly = p & HOURLY != 0;
     let base = p & !HOURLY;
-    if base > BY_ZERO || (hourly && base != BY_MID && base != BY_ZERO) || scale > MAX_SCALE {
+    if base > BY_ZERO || scale > MAX_SCALE {
         return Err(DecodeError("bad predicted rollup column header"));
     }
     if hourly && basis.hours.as_ref().is_none_or(|h| h.ends.len() != n) {
@@ -564,18 +648,24 @@ pub(crate) fn decode_column(
             };
             let start = out.len();
             out.reserve(n);
-            let sums: Vec<i64> = match basis.hours.filter(|_| p & HOURLY != 0) {
+            // An hour's sum is exact at the scale; an hour's min or max is
+            // a bucket's, its ULPs among the column's.
+            let extreme = is_extreme(p & !HOURLY);
+            let hourly: Vec<i64> = match basis.hours.filter(|_| p & HOURLY != 0) {
                 Some(h) => h
-                    .sums
+                    .values
                     .iter()
-                    .map(|&v| mantissa(v, scale))
+                    .map(|&v| match extreme {
+                        true => near_mantissa(v, scale).map(|(m, _)| m),
+                        false => mantissa(v, scale),
+                    })
                     .collect::<Option<_>>()
-                    .ok_or(DecodeError("rollup hour sum not at its column's scale"))?,
+                    .ok_or(DecodeError("rollup hour's value not at its column's scale"))?,
                 None => Vec::new(),
             };
             let hours = basis.hours.map(|h| Hours {
                 ends: h.ends,
-                sums: &sums[..],
+                values: &hourly[..],
             });
             get_mantissas(
                 buf,
@@ -664,7 +754,7 @@ pub(crate) fn decode_column_mantissas(
             let sums: Option<Vec<f64>> = basis
                 .hours
                 .as_ref()
-                .map(|h| h.sums.iter().map(|&m| from_mantissa(m, scale)).collect());
+                .map(|h| h.values.iter().map(|&m| from_mantissa(m, scale)).collect());
             let fb = Basis {
                 last: &lastf,
                 spread: spread
@@ -672,7 +762,7 @@ pub(crate) fn decode_column_mantissas(
                     .map(|[c, lo, hi]| [&c[..], &lo[..], &hi[..]]),
                 hours: basis.hours.as_ref().zip(sums.as_ref()).map(|(h, s)| Hours {
                     ends: h.ends,
-                    sums: &s[..],
+                    values: &s[..],
                 }),
             };
             let mut vals = Vec::with_capacity(n);
@@ -838,7 +928,7 @@ mod tests {
             }
             let hours = Some(Hours {
                 ends: &ends[..],
-                sums: &sums[..],
+                values: &sums[..],
             });
             let basis = Basis {
                 last: &last[..],
@@ -873,7 +963,7 @@ mod tests {
                     spread: Some([&counts[..], &lo[..], &hi[..]]),
                     hours: Some(Hours {
                         ends: &ends[..],
-                        sums: &hs[..],
+                        values: &hs[..],
                     }),
                 };
                 let mut got = Vec::new();
@@ -891,7 +981,7 @@ mod tests {
                 let short = Basis {
                     hours: Some(Hours {
                         ends: &ends[..],
-                        sums: &sums[1..],
+                        values: &sums[1..],
                     }),
                     ..basis
                 };
@@ -910,7 +1000,7 @@ mod tests {
             let wrong = Basis {
                 hours: Some(Hours {
                     ends: &ends[..],
-                    sums: &off[..],
+                    values: &off[..],
                 }),
                 ..basis
             };
@@ -920,6 +1010,121 @@ mod tests {
                 wrong,
                 &mut Vec::new()
             ));
+        }
+    }
+
+    #[test]
+    fn hourly_extremes_take_their_hours_and_round_trip() {
+        for counter in [false, true] {
+            let [_, _, min, max, last] = buckets(counter);
+            let scale = if counter { 0 } else { 2 };
+            let m = |v: f64| mantissa(v, scale).unwrap();
+            let ms = |c: &[f64]| -> Vec<i64> { c.iter().map(|&v| m(v)).collect() };
+            // Hours of 12 buckets, the last one short.
+            let ends: Vec<bool> = (0..min.len())
+                .map(|k| k % 12 == 11 || k == min.len() - 1)
+                .collect();
+            for (col, lowest) in [(&min, true), (&max, false)] {
+                let mut hour_values = Vec::new();
+                let mut start = 0;
+                for k in 0..col.len() {
+                    if ends[k] {
+                        let run = col[start..=k].iter().copied();
+                        hour_values.push(if lowest {
+                            run.fold(f64::INFINITY, f64::min)
+                        } else {
+                            run.fold(f64::NEG_INFINITY, f64::max)
+                        });
+                        start = k + 1;
+                    }
+                }
+                let basis = Basis {
+                    hours: Some(Hours {
+                        ends: &ends[..],
+                        values: &hour_values[..],
+                    }),
+                    ..Basis::last(&last[..])
+                };
+                for p in [BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED] {
+                    let mut hourly = Vec::new();
+                    let mut plain = Vec::new();
+                    // A counter's max is its last: nothing left to code.
+                    if !encode_predicted(col, p | HOURLY, basis, &mut hourly) {
+                        assert!(counter && !lowest && p == BY_LAST_FLAGGED);
+                        continue;
+                    }
+                    assert!(encode_predicted(col, p, basis, &mut plain));
+                    // A residual fewer an hour, for a place in it.
+                    if p == BY_LAST_BEFORE && counter && lowest {
+                        assert!(
+                            hourly.len() < plain.len(),
+                            "{} {}",
+                            hourly.len(),
+                            plain.len()
+                        );
+                    }
+                    assert!(is_hourly(&hourly));
+                    let mut got = Vec::new();
+                    decode_column(&hourly, &mut 0, col.len(), basis, &mut got).unwrap();
+                    assert_eq!(bits(&got), bits(col), "p {p} counter {counter}");
+                    let (lm, hv) = (ms(&last), ms(&hour_values));
+                    let mb = Basis {
+                        hours: Some(Hours {
+                            ends: &ends[..],
+                            values: &hv[..],
+                        }),
+                        ..Basis::last(&lm[..])
+                    };
+                    let mut got_ms = Vec::new();
+                    decode_column_mantissas(
+                        &hourly,
+                        &mut 0,
+                        col.len(),
+                        (scale, scale),
+                        mb,
+                        &mut got_ms,
+                    )
+                    .unwrap();
+                    assert_eq!(got_ms, ms(col));
+                    // Without its hours, or with too few: an error.
+                    let without = Basis {
+                        hours: None,
+                        ..basis
+                    };
+                    assert!(decode_column(&hourly, &mut 0, col.len(), without, &mut got).is_err());
+                    let short = Basis {
+                        hours: Some(Hours {
+                            ends: &ends[..],
+                            values: &hour_values[1..],
+                        }),
+                        ..basis
+                    };
+                    assert!(decode_column(&hourly, &mut 0, col.len(), short, &mut got).is_err());
+                    // Damaged anywhere: never a panic.
+                    for i in 0..hourly.len() * 8 {
+                        let mut bad = hourly.clone();
+                        bad[i / 8] ^= 0x80 >> (i % 8);
+                        got.clear();
+                        let _ = decode_column(&bad, &mut 0, col.len(), basis, &mut got);
+                    }
+                }
+                // Hour values no bucket holds: not coded hourly.
+                let mut off = hour_values.clone();
+                off[3] -= 1.0;
+                let wrong = Basis {
+                    hours: Some(Hours {
+                        ends: &ends[..],
+                        values: &off[..],
+                    }),
+                    ..basis
+                };
+                assert!(!encode_predicted(
+                    col,
+                    BY_LAST | HOURLY,
+                    wrong,
+                    &mut Vec::new()
+                ));
+            }
         }
     }
 
