@@ -13,9 +13,10 @@
 //!                        uvarint bits, packed ULP residuals (order 0)
 //!             | 4 Pack:  u8 scale, u8 order, zz m0, uvarint bits, packed stream
 //!             | 5 Cells: against the 5m rollup, see `cells` (raw chunks in blocks)
-//!             | 6 Hourly: u8 scale, then as Pack, the values but those of the
-//!                        buckets that end an hour (a 5m rollup's lasts in
-//!                        blocks: its hours' lasts give those)
+//!             | 6 Hourly: u8 scale << 4 | order, zz m0, a stream of the
+//!                        values but those of the buckets that end an hour
+//!                        (order 0) to the end of the part (a 5m rollup's
+//!                        lasts in blocks: its hours' lasts give those)
 //! packed = per block of 32 residuals: 7-bit width W | dod(block min - previous
 //!          block min) | 32 x W bits of (residual - block min)
 //!          or, where order has bit 4 (RICE) set: 6-bit k | dod(center) |
@@ -963,8 +964,8 @@ pub(crate) fn encode_values_hourly(vals: &[f64], ends: &[bool], out: &mut Vec<u8
         return false;
     }
     out.push(MODE_HOURLY);
-    out.push(scale as u8);
-    put_packed(order, kept[0], &best, out);
+    out.push((scale as u8) << 4 | order);
+    put_ints_in(kept[0], &best, true, out);
     true
 }
 
@@ -972,7 +973,7 @@ pub(crate) fn encode_values_hourly(vals: &[f64], ends: &[bool], out: &mut Vec<u8
 /// is one.
 pub(crate) fn hourly_scale(buf: &[u8], at: usize) -> Option<usize> {
     (buf.get(at) == Some(&MODE_HOURLY))
-        .then(|| buf.get(at + 1).map(|&s| s as usize))
+        .then(|| buf.get(at + 1).map(|&s| (s >> 4) as usize))
         .flatten()
         .filter(|&s| s <= MAX_SCALE)
 }
@@ -989,10 +990,16 @@ pub(crate) fn decode_values_hourly<T: Copy>(
     out: &mut Vec<T>,
     conv: impl Fn(i64) -> T,
 ) -> Result<(), DecodeError> {
-    if get_u8(buf, pos)? != MODE_HOURLY || get_u8(buf, pos)? as usize > MAX_SCALE {
+    let (mode, head) = (get_u8(buf, pos)?, get_u8(buf, pos)?);
+    let order = head & 0x0f;
+    if mode != MODE_HOURLY || (head >> 4) as usize > MAX_SCALE || !valid_order(order) {
         return Err(DecodeError("bad hourly value block header"));
     }
-    let (order, m0, mut r) = get_packed(buf, pos)?;
+    // The stream runs to the end of the rollup's first part.
+    let m0 = get_varint(buf, pos)?;
+    let rest = buf.get(*pos..).unwrap_or_default();
+    *pos = buf.len();
+    let mut r = BitReader::with_len(rest, rest.len() as u64 * 8);
     let n = ends.len();
     let kept = ends.iter().filter(|&&e| !e).count();
     if hours.len() != n - kept || kept == 0 {
@@ -1234,11 +1241,58 @@ fn put_packed(order: u8, first: i64, packed: &BitWriter, out: &mut Vec<u8>) {
 /// Reads what [`put_packed`] wrote: order, first integer, packed stream.
 fn get_packed<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(u8, i64, BitReader<'a>), DecodeError> {
     let order = get_u8(buf, pos)?;
-    if order & !(RICE | SPAN) > 2 || order & RICE != 0 && order & SPAN != 0 {
+    if !valid_order(order) {
         return Err(DecodeError("bad packed encoding header"));
     }
     let first = get_varint(buf, pos)?;
     Ok((order, first, get_stream(buf, pos)?))
+}
+
+/// The residual order (with its code flags) and stream that code `ms`
+/// smallest, for [`put_ints_in`].
+pub(crate) fn plan_ints(ms: &[i64]) -> (u8, BitWriter) {
+    best_pack(ms)
+}
+
+/// Writes integers whose order a header byte holds (see [`plan_ints`]):
+/// `zz first | stream`, the stream running to the end of the part it is
+/// the last of (`to_end`) or with its length before it.
+pub(crate) fn put_ints_in(first: i64, stream: &BitWriter, to_end: bool, out: &mut Vec<u8>) {
+    put_varint(out, first);
+    if to_end {
+        out.extend_from_slice(stream.bytes());
+    } else {
+        put_stream(out, stream);
+    }
+}
+
+/// Whether `order` is a residual order with its code flags.
+pub(crate) fn valid_order(order: u8) -> bool {
+    order & !(RICE | SPAN) <= 2 && (order & RICE == 0 || order & SPAN == 0)
+}
+
+/// Reads `n` integers written by [`put_ints_in`] with `order`, handing
+/// each to `emit`.
+pub(crate) fn get_ints_in(
+    buf: &[u8],
+    pos: &mut usize,
+    order: u8,
+    to_end: bool,
+    n: usize,
+    emit: impl FnMut(i64),
+) -> Result<(), DecodeError> {
+    if !valid_order(order) {
+        return Err(DecodeError("bad packed encoding header"));
+    }
+    let first = get_varint(buf, pos)?;
+    let mut r = if to_end {
+        let rest = buf.get(*pos..).unwrap_or_default();
+        *pos = buf.len();
+        BitReader::with_len(rest, rest.len() as u64 * 8)
+    } else {
+        get_stream(buf, pos)?
+    };
+    unpack_mantissas(&mut r, order, first, n, emit)
 }
 
 /// Reads `n` integers written by [`put_ints`], handing each to `emit`.
@@ -1706,7 +1760,7 @@ mod tests {
             if !encode_values_hourly(&vals, &ends, &mut buf) {
                 return Ok(());
             }
-            let s = buf[1] as usize;
+            let s = (buf[1] >> 4) as usize;
             let hours: Vec<i64> = vals
                 .iter()
                 .zip(&ends)
