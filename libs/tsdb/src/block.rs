@@ -28,7 +28,8 @@
 //!         (an "AERIEBK1" block, still read, has zz min_t, zz max_t and an
 //!         uvarint offset before each length)
 //! footer: u64 index_off | u64 index_len | u32 index_crc | u32 data_crc | "AERIEEND"
-//! rollup: [uvarint len | times(labels) value block(last)] then [uvarint len | column] for
+//! rollup: [uvarint len | times(labels) value block(last), packed as mode 7 or 6 of
+//!         `codec`, to the end of the part] then [uvarint len | column] for
 //!         count, sum, min, max; a bucket labelled L holds samples in (L - w, L]
 //! column: see `columns` (a value block, exceptions to last, or mantissas
 //!         less a prediction from last, or for a sum from count, min and max);
@@ -53,8 +54,9 @@ use crate::cells;
 use crate::codec::{
     DecodeError, MODE_CELLS, Run, decimals, decode_chunk, decode_mantissas, decode_timestamps,
     decode_timestamps_in, decode_values, decode_values_hourly, encode_chunk, encode_timestamps,
-    encode_timestamps_in, encode_values, encode_values_hourly, from_mantissa, get_u8, get_uvarint,
-    get_varint, hourly_scale, mantissa, put_uvarint, put_varint, skip_timestamps,
+    encode_timestamps_in, encode_values, encode_values_at_end, encode_values_hourly, from_mantissa,
+    get_u8, get_uvarint, get_varint, hourly_scale, mantissa, put_uvarint, put_varint,
+    skip_timestamps,
 };
 use crate::columns::{
     BY_LAST, BY_LAST_BEFORE, BY_LAST_FLAGGED, BY_MID, BY_ZERO, Basis, HOURLY, Hours, decode_column,
@@ -546,7 +548,7 @@ impl BlockWriter {
                     // The lasts of the buckets that end an hour are the
                     // hours' lasts: left out where that is smaller.
                     let start = col.len();
-                    encode_values(&r.last, col);
+                    encode_values_at_end(&r.last, col);
                     let alt = &mut self.alt;
                     alt.clear();
                     if k == 0

@@ -13,6 +13,8 @@
 //!                        uvarint bits, packed ULP residuals (order 0)
 //!             | 4 Pack:  u8 scale, u8 order, zz m0, uvarint bits, packed stream
 //!             | 5 Cells: against the 5m rollup, see `cells` (raw chunks in blocks)
+//!             | 7 Pack at the end of a part: u8 scale << 4 | order, zz m0, the
+//!                        stream to the end (a rollup's lasts in blocks)
 //!             | 6 Hourly: u8 scale << 4 | order, zz m0, a stream of the
 //!                        values but those of the buckets that end an hour
 //!                        (order 0) to the end of the part (a 5m rollup's
@@ -67,6 +69,9 @@ pub(crate) const MODE_CELLS: u8 = 5;
 /// which are their hours' lasts (see [`encode_values_hourly`]); only a
 /// block's 5-minute rollup holds it, and only the block can decode it.
 pub(crate) const MODE_HOURLY: u8 = 6;
+/// Pack with its scale and order in one byte and its stream running to the
+/// end of the part it is the last of (see [`encode_values_at_end`]).
+const MODE_PACK_IN: u8 = 7;
 /// Most samples a chunk may declare (a day at 5 ms resolution); a larger
 /// count is garbage.
 const MAX_REGULAR_RUN: usize = 1 << 24;
@@ -895,6 +900,17 @@ pub fn encode_timestamps(ts: &[i64], out: &mut Vec<u8>) {
 /// Encodes a value column (the value block of a chunk) choosing the
 /// smallest of constant, decimal-scaled integer and XOR encodings.
 pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
+    encode_values_with(vals, false, out)
+}
+
+/// Encodes a value column as [`encode_values`] does, for the end of a part
+/// whose length is known (a rollup's first part): Pack as mode 7, its
+/// scale and order in a byte and its stream without a length.
+pub(crate) fn encode_values_at_end(vals: &[f64], out: &mut Vec<u8>) {
+    encode_values_with(vals, true, out)
+}
+
+fn encode_values_with(vals: &[f64], at_end: bool, out: &mut Vec<u8>) {
     let first = vals[0].to_bits();
     if vals.iter().all(|v| v.to_bits() == first) {
         out.push(MODE_CONST);
@@ -912,9 +928,15 @@ pub fn encode_values(vals: &[f64], out: &mut Vec<u8>) {
             .collect();
         let (order, best) = best_pack(&ms);
         if cheap(best.len_bits()) || best.len_bits() + 16 < xor_bits() {
-            out.push(MODE_PACK);
-            out.push(scale as u8);
-            put_packed(order, ms[0], &best, out);
+            if at_end {
+                out.push(MODE_PACK_IN);
+                out.push((scale as u8) << 4 | order);
+                put_ints_in(ms[0], &best, true, out);
+            } else {
+                out.push(MODE_PACK);
+                out.push(scale as u8);
+                put_packed(order, ms[0], &best, out);
+            }
             return;
         }
     } else if let Some((scale, ms, ulps)) = near_decimals(vals) {
@@ -1184,6 +1206,12 @@ pub fn decode_values(
         MODE_PACK => {
             decode_packed(buf, pos, n, vals)?;
         }
+        MODE_PACK_IN => {
+            let (scale, order) = packed_in_header(buf, pos)?;
+            get_ints_in(buf, pos, order, true, n, |m| {
+                vals.push(from_mantissa(m, scale))
+            })?;
+        }
         MODE_NEAR => {
             let start = vals.len();
             decode_packed(buf, pos, n, vals)?;
@@ -1308,6 +1336,16 @@ pub(crate) fn get_ints(
 
 /// Reads the header of a Pack or Near mantissa part: scale, residual
 /// order, first mantissa and the packed stream.
+/// Reads the header byte of a mode 7 block: its scale and residual order.
+fn packed_in_header(buf: &[u8], pos: &mut usize) -> Result<(usize, u8), DecodeError> {
+    let head = get_u8(buf, pos)?;
+    let (scale, order) = ((head >> 4) as usize, head & 0x0f);
+    if scale > MAX_SCALE || !valid_order(order) {
+        return Err(DecodeError("bad packed encoding header"));
+    }
+    Ok((scale, order))
+}
+
 fn packed_header<'a>(
     buf: &'a [u8],
     pos: &mut usize,
@@ -1363,6 +1401,13 @@ pub(crate) fn decode_mantissas(
 ) -> Result<(), DecodeError> {
     let start = *pos;
     let mode = get_u8(buf, pos)?;
+    if mode == MODE_PACK_IN {
+        let (s, order) = packed_in_header(buf, pos)?;
+        if s == scale {
+            out.reserve(n);
+            return get_ints_in(buf, pos, order, true, n, |m| out.push(m));
+        }
+    }
     if mode == MODE_PACK || mode == MODE_NEAR {
         let (s, order, m0, mut r) = packed_header(buf, pos)?;
         if s == scale {
@@ -1742,6 +1787,35 @@ mod tests {
                 }
                 out
             })
+    }
+
+    #[test]
+    fn values_at_the_end_of_a_part_read_as_values_and_mantissas() {
+        let vals: Vec<f64> = (0..300)
+            .map(|i| ((i * 7919) % 401) as f64 / 100.0)
+            .collect();
+        let mut buf = Vec::new();
+        encode_values_at_end(&vals, &mut buf);
+        assert_eq!(buf[0], MODE_PACK_IN);
+        let mut plain = Vec::new();
+        encode_values(&vals, &mut plain);
+        assert!(buf.len() < plain.len());
+        let (mut got, mut pos) = (Vec::new(), 0);
+        decode_values(&buf, &mut pos, vals.len(), &mut got).unwrap();
+        assert_eq!((pos, bits(&got)), (buf.len(), bits(&vals)));
+        for scale in [2, 3] {
+            let mut ms = Vec::new();
+            decode_mantissas(&buf, &mut 0, vals.len(), scale, &mut ms).unwrap();
+            let want: Vec<i64> = vals.iter().map(|&v| mantissa(v, scale).unwrap()).collect();
+            assert_eq!(ms, want);
+        }
+        // Cut short or damaged: an error or other values, never a panic.
+        for i in 0..buf.len() {
+            let _ = decode_values(&buf[..i], &mut 0, vals.len(), &mut got);
+            let mut bad = buf.clone();
+            bad[i] ^= 0xa5;
+            let _ = decode_values(&bad, &mut 0, vals.len(), &mut got);
+        }
     }
 
     proptest! {
