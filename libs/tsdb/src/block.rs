@@ -1030,9 +1030,15 @@ impl Block {
     /// The parts of a rollup: its chunk of labels and last, then its count,
     /// sum, min and max columns.
     fn rollup_parts<'a>(&self, buf: &'a [u8]) -> Result<[&'a [u8]; 5]> {
+        self.rollup_parts_upto(buf, 5)
+    }
+
+    /// The first `m` parts of a rollup (see [`Block::rollup_parts`]), the
+    /// others empty: a read of lasts alone touches only the first part.
+    fn rollup_parts_upto<'a>(&self, buf: &'a [u8], m: usize) -> Result<[&'a [u8]; 5]> {
         let mut pos = 0;
         let mut parts: [&[u8]; 5] = [&[]; 5];
-        for part in &mut parts {
+        for part in parts.iter_mut().take(m) {
             let len =
                 get_uvarint(buf, &mut pos).map_err(|d| self.corrupt(&d.to_string()))? as usize;
             *part = buf
@@ -1047,7 +1053,14 @@ impl Block {
     pub fn rollup(&self, e: &Entry, k: usize, cols: Columns, out: &mut Rollup) -> Result<()> {
         let buf = self.slice(e.rollups[k]);
         let err = |d: crate::codec::DecodeError| self.corrupt(&d.to_string());
-        let parts = self.rollup_parts(buf)?;
+        let wanted = if cols.sum || cols.min || cols.max {
+            5
+        } else if cols.count {
+            2
+        } else {
+            1
+        };
+        let parts = self.rollup_parts_upto(buf, wanted)?;
         // A sum that takes its hours' sums, or lasts that take their hours'
         // lasts, need the hourly rollup's.
         let sums_by_hours = self.framed && k == 0 && cols.sum && is_hourly(parts[2]);

@@ -1392,6 +1392,9 @@ struct Scratch {
     /// What raw chunks coded against their rollup decode with.
     cells: cells::Scratch,
     merged: Merged,
+    /// A series' sources' time spans, and its blocks in time order.
+    spans: Vec<(i64, i64)>,
+    order: Vec<usize>,
 }
 
 /// Folds one series into `into` on the fragment's grid; returns
@@ -1419,7 +1422,9 @@ fn fold_series<S: Steps>(
 ) -> Result<u64> {
     // Sources in time order; any overlap (late blocks, head over sealed
     // data) takes the merging path.
-    let mut spans: Vec<(i64, i64)> = s.blocks.iter().map(|(_, e)| (e.min_t, e.max_t)).collect();
+    let spans = &mut sc.spans;
+    spans.clear();
+    spans.extend(s.blocks.iter().map(|(_, e)| (e.min_t, e.max_t)));
     if let (Some(&a), Some(&b)) = (s.head_ts.first(), s.head_ts.last()) {
         spans.push((a, b));
     }
@@ -1433,7 +1438,9 @@ fn fold_series<S: Steps>(
         fold.run(ts, vals);
         return Ok(ts.len() as u64);
     }
-    let mut order: Vec<usize> = (0..s.blocks.len()).collect();
+    let mut order = std::mem::take(&mut sc.order);
+    order.clear();
+    order.extend(0..s.blocks.len());
     order.sort_by_key(|&i| s.blocks[i].1.min_t);
     let head_first = s.head_ts.first().copied().unwrap_or(i64::MAX);
     let mut head_done = s.head_ts.is_empty();
@@ -1443,7 +1450,7 @@ fn fold_series<S: Steps>(
         min: agg == StepAgg::Min,
         max: agg == StepAgg::Max,
     };
-    for i in order {
+    for &i in &order {
         let (b, e) = &s.blocks[i];
         if !head_done && head_first < e.min_t {
             touched += feed_head(s, fold);
@@ -1479,6 +1486,7 @@ fn fold_series<S: Steps>(
             }
         }
     }
+    sc.order = order;
     if !head_done {
         touched += feed_head(s, fold);
     }
