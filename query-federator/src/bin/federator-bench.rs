@@ -6,7 +6,8 @@
 //! `--data DIR` keeps storage's data in DIR, and a later run with the same `--series`
 //! and `--days` reuses it instead of loading again; `--cases` picks what runs
 //! (`single,local,sum5,sum1,rate5,rate1,moving5`; `local` is the default cache setting
-//! alone).
+//! alone); `--storage-set KEY=VALUE` (repeatable) passes a setting to `aerie storage`
+//! (e.g. `storage.embedded.long_partition=7d` for week blocks).
 //!
 //! ```text
 //! cargo run --release -p query-federator --bin federator-bench [-- --series 10000 --days 7]
@@ -97,6 +98,9 @@ struct Args {
     /// Which cases run: `single` (the three cache settings), `local` (the default
     /// setting alone), `sum5`, `sum1`.
     cases: Vec<String>,
+    /// `KEY=VALUE` settings passed to `aerie storage` (`--storage-set`, repeatable),
+    /// e.g. `storage.embedded.long_partition=7d`.
+    storage_set: Vec<String>,
 }
 
 fn args() -> anyhow::Result<Args> {
@@ -108,6 +112,7 @@ fn args() -> anyhow::Result<Args> {
         cases: ["single", "sum5", "sum1", "rate5", "rate1", "moving5"]
             .map(String::from)
             .to_vec(),
+        storage_set: Vec::new(),
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -118,8 +123,9 @@ fn args() -> anyhow::Result<Args> {
             "--single-runs" => a.single_runs = v.parse()?,
             "--data" => a.data = Some(v.into()),
             "--cases" => a.cases = v.split(',').map(str::to_owned).collect(),
+            "--storage-set" => a.storage_set.push(v),
             _ => bail!(
-                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5,rate1,moving5"
+                "unknown flag {flag}; flags: --series N --days D --single-runs R --data DIR --cases single,local,sum5,sum1,rate5,rate1,moving5 --storage-set KEY=VALUE"
             ),
         }
     }
@@ -474,6 +480,7 @@ fn main() -> anyhow::Result<()> {
             .args(["--set", "storage.server.max_request_bytes=67108864"])
             .args(["--set", "storage.embedded.fsync=never"])
             .args(["--set", "storage.embedded.maintenance_interval=5s"])
+            .args(a.storage_set.iter().flat_map(|kv| ["--set", kv.as_str()]))
             .env("AERIE_LOG__LEVEL", "warn")
             .stdout(Stdio::null())
             .spawn()
