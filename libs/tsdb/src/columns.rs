@@ -41,7 +41,7 @@
 //! count times last saved 0.02 bytes a sample and cost a quarter more time
 //! to read the 5-minute sums.)
 
-use crate::bits::{BitReader, BitWriter};
+use crate::bits::BitWriter;
 use crate::codec::{
     DecodeError, MAX_SCALE, POW10, decode_mantissas, decode_values, encode_values, from_mantissa,
     get_ints, get_ints_in, get_stream, get_u8, get_uvarint, get_varint, mantissa, near_mantissa,
@@ -199,25 +199,19 @@ impl Ints {
         }
     }
 
-    /// Reads `n` flags.
-    fn flags<'a>(
-        self,
-        buf: &'a [u8],
-        pos: &mut usize,
-        n: usize,
-    ) -> Result<BitReader<'a>, DecodeError> {
+    /// The bytes holding `n` flags, a bit each from the top of the first.
+    fn flags<'a>(self, buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.order.is_none() {
-            let r = get_stream(buf, pos)?;
-            if r.remaining() != n as u64 {
+            // A stream: its length in bits, then its bytes.
+            if get_uvarint(buf, pos)? != n as u64 {
                 return Err(DecodeError("rollup column flags and buckets differ"));
             }
-            return Ok(r);
         }
         let bytes = buf
             .get(*pos..*pos + n.div_ceil(8))
             .ok_or(DecodeError("rollup column flags end early"))?;
         *pos += bytes.len();
-        Ok(BitReader::with_len(bytes, n as u64))
+        Ok(bytes)
     }
 }
 
@@ -621,17 +615,29 @@ fn get_residuals(
     if p != BY_LAST_FLAGGED {
         return ints.get(buf, pos, n, emit);
     }
-    let mut r = ints.flags(buf, pos, n)?;
-    let flags: Vec<bool> = (0..n)
-        .map(|_| r.read_bit())
-        .collect::<Option<_>>()
-        .ok_or(DecodeError("rollup column flags end early"))?;
-    let kept = flags.iter().filter(|&&f| !f).count();
-    let mut res = Vec::with_capacity(kept);
-    ints.get(buf, pos, kept, |x| res.push(x))?;
-    let mut res = res.into_iter();
-    for f in flags {
-        emit(if f { 0 } else { res.next().unwrap_or(0) });
+    let flags = ints.flags(buf, pos, n)?;
+    let flagged = |i: usize| flags[i >> 3] >> (7 - (i & 7)) & 1 == 1;
+    // The buckets flagged (the padding of the last byte not counted).
+    let pad = (8 - n % 8) % 8;
+    let padding = flags
+        .last()
+        .map_or(0, |&b| (b & ((1u16 << pad) - 1) as u8).count_ones());
+    let ones = flags.iter().map(|b| b.count_ones()).sum::<u32>() - padding;
+    let ones = ones as usize;
+    // Each residual after the flagged buckets before it; flagged buckets
+    // take 0 (their last).
+    let mut i = 0;
+    ints.get(buf, pos, n - ones, |x| {
+        while i < n && flagged(i) {
+            emit(0);
+            i += 1;
+        }
+        emit(x);
+        i += 1;
+    })?;
+    while i < n {
+        emit(0);
+        i += 1;
     }
     Ok(())
 }
