@@ -288,6 +288,13 @@ pub(crate) fn encode(
     if step.is_none() {
         sizes[5] = u64::MAX;
     }
+    // Bounded forms read a sample at a time, packed ones a block at a time:
+    // a bounded form must save a sixteenth, and 16 bytes, to be chosen (a
+    // counter that steps by one each minute packs to nothing and reads so).
+    let least_packed = sizes[0].min(sizes[1]);
+    for size in sizes[2..].iter_mut().filter(|s| **s != u64::MAX) {
+        *size = size.saturating_add((least_packed / 16).max(128));
+    }
     let forms = [0, 1, BOUNDED, PAIRS_BOUNDED, PAIRS_BY_LAST, STEPPED];
     #[cfg(test)]
     if let Some(i) = tests::FORM

@@ -306,12 +306,21 @@ pub(crate) fn encode_column(col: &[f64], preds: &[u8], basis: Basis<'_, f64>, ou
             None => encode_constant(col, &mut alt),
             Some(&p) => encode_predicted(col, p, basis, &mut alt),
         };
-        if written && alt.len() < out.len() - start {
+        // An hourly min or max makes its reads, and raw reads, decode the
+        // hourly rollup too: it must save a few bytes to be chosen.
+        let cost = match form {
+            Some(&p) if p & HOURLY != 0 && is_extreme(p & !HOURLY) => HOURLY_EXTREME_COST,
+            _ => 0,
+        };
+        if written && alt.len() + cost < out.len() - start {
             out.truncate(start);
             out.extend_from_slice(&alt);
         }
     }
 }
+
+/// Bytes an hourly min or max column must save over its other forms.
+const HOURLY_EXTREME_COST: usize = 8;
 
 /// Writes a column of integers as its middle one and the exceptions to it,
 /// if it is one of integers and mostly that one.
