@@ -893,6 +893,12 @@ impl Source for Stepped<'_, '_> {
         }
         let b = &mut self.inner;
         b.next_res += 1;
+        if self.step.0 == self.step.1 && i > 0 && b.next_res <= b.n_res {
+            // One step: each sample is the one before and the step (its
+            // range holds one value, which takes no bits).
+            cell[i] = cell[i - 1].wrapping_add(self.step.0);
+            return Ok(cell[i]);
+        }
         let (from, m) = Some(i)
             .filter(|&i| i > 0 && b.next_res <= b.n_res)
             .and_then(|i| stepped_range(rest, cell, i, self.step))
