@@ -994,6 +994,32 @@ mod tests {
         cols
     }
 
+    /// A column of `n` buckets written with its hours (`basis`): read
+    /// without them, or with one hour too few, an error; damaged anywhere,
+    /// never a panic.
+    fn needs_its_hours(buf: &[u8], n: usize, basis: Basis<'_, f64>) {
+        let mut got = Vec::new();
+        let without = Basis {
+            hours: None,
+            ..basis
+        };
+        assert!(decode_column(buf, &mut 0, n, without, &mut got).is_err());
+        let short = Basis {
+            hours: basis.hours.map(|h| Hours {
+                ends: h.ends,
+                values: &h.values[1..],
+            }),
+            ..basis
+        };
+        assert!(decode_column(buf, &mut 0, n, short, &mut got).is_err());
+        for i in 0..buf.len() * 8 {
+            let mut bad = buf.to_vec();
+            bad[i / 8] ^= 0x80 >> (i % 8);
+            got.clear();
+            let _ = decode_column(&bad, &mut 0, n, basis, &mut got);
+        }
+    }
+
     #[test]
     fn hourly_sums_take_their_hours_and_round_trip() {
         for counter in [false, true] {
@@ -1057,29 +1083,7 @@ mod tests {
                 decode_column_mantissas(&hourly, &mut 0, sum.len(), (scale, scale), mb, &mut got)
                     .unwrap();
                 assert_eq!(got, ms(&sum));
-                let mut got = Vec::new();
-                // Read without its hours, or with hours that do not fit:
-                // an error.
-                let without = Basis {
-                    hours: None,
-                    ..basis
-                };
-                assert!(decode_column(&hourly, &mut 0, sum.len(), without, &mut got).is_err());
-                let short = Basis {
-                    hours: Some(Hours {
-                        ends: &ends[..],
-                        values: &sums[1..],
-                    }),
-                    ..basis
-                };
-                assert!(decode_column(&hourly, &mut 0, sum.len(), short, &mut got).is_err());
-                // Damaged anywhere: never a panic.
-                for i in 0..hourly.len() * 8 {
-                    let mut bad = hourly.clone();
-                    bad[i / 8] ^= 0x80 >> (i % 8);
-                    got.clear();
-                    let _ = decode_column(&bad, &mut 0, sum.len(), basis, &mut got);
-                }
+                needs_its_hours(&hourly, sum.len(), basis);
             }
             // Hours whose sums are not their buckets': not coded hourly.
             let mut off = sums.clone();
@@ -1173,27 +1177,7 @@ mod tests {
                     )
                     .unwrap();
                     assert_eq!(got_ms, ms(col));
-                    // Without its hours, or with too few: an error.
-                    let without = Basis {
-                        hours: None,
-                        ..basis
-                    };
-                    assert!(decode_column(&hourly, &mut 0, col.len(), without, &mut got).is_err());
-                    let short = Basis {
-                        hours: Some(Hours {
-                            ends: &ends[..],
-                            values: &hour_values[1..],
-                        }),
-                        ..basis
-                    };
-                    assert!(decode_column(&hourly, &mut 0, col.len(), short, &mut got).is_err());
-                    // Damaged anywhere: never a panic.
-                    for i in 0..hourly.len() * 8 {
-                        let mut bad = hourly.clone();
-                        bad[i / 8] ^= 0x80 >> (i % 8);
-                        got.clear();
-                        let _ = decode_column(&bad, &mut 0, col.len(), basis, &mut got);
-                    }
+                    needs_its_hours(&hourly, col.len(), basis);
                 }
                 // Hour values no bucket holds: not coded hourly.
                 let mut off = hour_values.clone();
