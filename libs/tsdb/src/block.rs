@@ -1113,7 +1113,6 @@ impl Block {
             decode_chunk(parts[0], &mut 0, &mut out.labels, &mut out.last).map_err(err)?;
         }
         let n = out.labels.len();
-        // A sum predicted by its bucket's min and max needs them first.
         let by_last = Basis::last(&out.last[..]);
         let hourly_min = hourly.as_ref().map(|h| &h.min[..]);
         let hourly_max = hourly.as_ref().map(|h| &h.max[..]);

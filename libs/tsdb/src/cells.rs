@@ -325,21 +325,24 @@ pub(crate) fn encode(
     let compact = !tests::COUNTED.get();
     #[cfg(not(test))]
     let compact = true;
-    if order >= PAIRS_BOUNDED && compact {
+    let compact = compact && order >= PAIRS_BOUNDED;
+    if compact {
         *out.last_mut().expect("form byte") |= COMPACT;
     }
     if order == STEPPED {
         out.extend_from_slice(&stepped_head);
     }
-    if order >= PAIRS_BOUNDED && compact {
+    let stream = match order {
+        0 | 1 => &packed[order as usize].1,
+        BOUNDED => &tb[0],
+        PAIRS_BOUNDED => &tb[1],
+        PAIRS_BY_LAST => &tb[2],
+        _ => &tb[3],
+    };
+    if compact {
         // Positions and residuals all in the one stream, which runs to the
         // end of the value block.
-        let tb = &tb[[PAIRS_BOUNDED, PAIRS_BY_LAST, STEPPED]
-            .iter()
-            .position(|&f| f == order)
-            .expect("a form in the stream")
-            + 1];
-        out.extend_from_slice(tb.bytes());
+        out.extend_from_slice(stream.bytes());
         return true;
     }
     put_uvarint(out, pos.len() as u64);
@@ -358,16 +361,7 @@ pub(crate) fn encode(
         _ => res[0].len(),
     };
     put_uvarint(out, free as u64);
-    put_stream(
-        out,
-        match order {
-            0 | 1 => &packed[order as usize].1,
-            BOUNDED => &tb[0],
-            PAIRS_BOUNDED => &tb[1],
-            PAIRS_BY_LAST => &tb[2],
-            _ => &tb[3],
-        },
-    );
+    put_stream(out, stream);
     true
 }
 
@@ -891,18 +885,19 @@ impl Source for Stepped<'_, '_> {
         if !self.stepped {
             return self.inner.sample(cell, i, rest, before);
         }
+        const BOUNDS: DecodeError = DecodeError("bad rollup-coded residual bounds");
         let b = &mut self.inner;
         b.next_res += 1;
-        if self.step.0 == self.step.1 && i > 0 && b.next_res <= b.n_res {
+        if i == 0 || b.next_res > b.n_res {
+            return Err(BOUNDS);
+        }
+        if self.step.0 == self.step.1 {
             // One step: each sample is the one before and the step (its
             // range holds one value, which takes no bits).
             cell[i] = cell[i - 1].wrapping_add(self.step.0);
             return Ok(cell[i]);
         }
-        let (from, m) = Some(i)
-            .filter(|&i| i > 0 && b.next_res <= b.n_res)
-            .and_then(|i| stepped_range(rest, cell, i, self.step))
-            .ok_or(DecodeError("bad rollup-coded residual bounds"))?;
+        let (from, m) = stepped_range(rest, cell, i, self.step).ok_or(BOUNDS)?;
         let x =
             b.r.read_below(m)
                 .ok_or(DecodeError("rollup-coded residuals end early"))?;

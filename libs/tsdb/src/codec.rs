@@ -710,7 +710,7 @@ fn pack_bits(res: &[i64]) -> u64 {
 /// The smallest packing of `ms` over residual orders 0, 1 and 2: the three
 /// are sized in one pass (what [`pack_bits`] would say of each), and only
 /// the cheapest is written.
-fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
+pub(crate) fn best_pack(ms: &[i64]) -> (u8, BitWriter) {
     let mut bits = [0u64; 3];
     let mut prev_min = [0i64; 3];
     let (mut lo, mut hi) = ([i64::MAX; 3], [i64::MIN; 3]);
@@ -929,9 +929,7 @@ fn encode_values_with(vals: &[f64], at_end: bool, out: &mut Vec<u8>) {
         let (order, best) = best_pack(&ms);
         if cheap(best.len_bits()) || best.len_bits() + 16 < xor_bits() {
             if at_end {
-                out.push(MODE_PACK_IN);
-                out.push((scale as u8) << 4 | order);
-                put_ints_in(ms[0], &best, true, out);
+                put_pack_in(MODE_PACK_IN, scale, (order, &best), ms[0], out);
             } else {
                 out.push(MODE_PACK);
                 out.push(scale as u8);
@@ -985,14 +983,26 @@ pub(crate) fn encode_values_hourly(vals: &[f64], ends: &[bool], out: &mut Vec<u8
     if order & !(RICE | SPAN) != 0 {
         return false;
     }
-    out.push(MODE_HOURLY);
-    out.push((scale as u8) << 4 | order);
-    put_ints_in(kept[0], &best, true, out);
+    put_pack_in(MODE_HOURLY, scale, (order, &best), kept[0], out);
     true
 }
 
+/// Writes a block of mode 7 or 6: the mode, `scale << 4 | order` and the
+/// integers from `first` on, their stream to the end of the part.
+fn put_pack_in(
+    mode: u8,
+    scale: usize,
+    (order, stream): (u8, &BitWriter),
+    first: i64,
+    out: &mut Vec<u8>,
+) {
+    out.push(mode);
+    out.push((scale as u8) << 4 | order);
+    put_ints_in(first, stream, true, out);
+}
+
 /// The scale of a block written by [`encode_values_hourly`] at `at`, if it
-/// is one.
+/// is one (its header byte as [`packed_in_header`] reads it).
 pub(crate) fn hourly_scale(buf: &[u8], at: usize) -> Option<usize> {
     (buf.get(at) == Some(&MODE_HOURLY))
         .then(|| buf.get(at + 1).map(|&s| (s >> 4) as usize))
@@ -1012,25 +1022,20 @@ pub(crate) fn decode_values_hourly<T: Copy>(
     out: &mut Vec<T>,
     conv: impl Fn(i64) -> T,
 ) -> Result<(), DecodeError> {
-    let (mode, head) = (get_u8(buf, pos)?, get_u8(buf, pos)?);
-    let order = head & 0x0f;
-    if mode != MODE_HOURLY || (head >> 4) as usize > MAX_SCALE || !valid_order(order) {
+    if get_u8(buf, pos)? != MODE_HOURLY {
         return Err(DecodeError("bad hourly value block header"));
     }
-    // The stream runs to the end of the rollup's first part.
-    let m0 = get_varint(buf, pos)?;
-    let rest = buf.get(*pos..).unwrap_or_default();
-    *pos = buf.len();
-    let mut r = BitReader::with_len(rest, rest.len() as u64 * 8);
+    let (_, order) = packed_in_header(buf, pos)?;
     let n = ends.len();
     let kept = ends.iter().filter(|&&e| !e).count();
     if hours.len() != n - kept || kept == 0 {
         return Err(DecodeError("hourly value block and its hours differ"));
     }
-    // The others as Pack reads them, then moved to their buckets.
+    // The others as mode 7 reads them (to the end of the rollup's first
+    // part), then moved to their buckets.
     let start = out.len();
     out.reserve(n);
-    unpack_mantissas(&mut r, order, m0, kept, |m| out.push(conv(m)))?;
+    get_ints_in(buf, pos, order, true, kept, |m| out.push(conv(m)))?;
     let fill = out[start];
     out.resize(start + n, fill);
     // From the back, a run of the others at a time: each moves past the
@@ -1276,13 +1281,7 @@ fn get_packed<'a>(buf: &'a [u8], pos: &mut usize) -> Result<(u8, i64, BitReader<
     Ok((order, first, get_stream(buf, pos)?))
 }
 
-/// The residual order (with its code flags) and stream that code `ms`
-/// smallest, for [`put_ints_in`].
-pub(crate) fn plan_ints(ms: &[i64]) -> (u8, BitWriter) {
-    best_pack(ms)
-}
-
-/// Writes integers whose order a header byte holds (see [`plan_ints`]):
+/// Writes integers whose order a header byte holds (see [`best_pack`]):
 /// `zz first | stream`, the stream running to the end of the part it is
 /// the last of (`to_end`) or with its length before it.
 pub(crate) fn put_ints_in(first: i64, stream: &BitWriter, to_end: bool, out: &mut Vec<u8>) {

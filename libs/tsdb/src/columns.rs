@@ -43,10 +43,10 @@
 
 use crate::bits::BitWriter;
 use crate::codec::{
-    DecodeError, MAX_SCALE, POW10, decode_mantissas, decode_values, encode_values, from_mantissa,
-    get_ints, get_ints_in, get_stream, get_u8, get_uvarint, get_varint, mantissa, near_mantissa,
-    pack, plan_ints, put_ints, put_ints_in, put_stream, put_uvarint, put_varint, rounded, unpack,
-    valid_order,
+    DecodeError, MAX_SCALE, POW10, best_pack, decode_mantissas, decode_values, encode_values,
+    from_mantissa, get_ints, get_ints_in, get_stream, get_u8, get_uvarint, get_varint, mantissa,
+    near_mantissa, pack, put_ints, put_ints_in, put_stream, put_uvarint, put_varint, rounded,
+    unpack, valid_order,
 };
 
 /// Marks a column stored as "equal to `last` except at these buckets" (a
@@ -199,6 +199,15 @@ impl Ints {
         }
     }
 
+    /// Whether ULP distances follow the integers, read at `*pos` after
+    /// them (in the form before layout 4, a byte there says).
+    fn has_ulps(self, buf: &[u8], pos: &mut usize) -> Result<bool, DecodeError> {
+        match self.order {
+            Some(_) => Ok(self.ulps),
+            None => Ok(get_u8(buf, pos)? == 1),
+        }
+    }
+
     /// The bytes holding `n` flags, a bit each from the top of the first.
     fn flags<'a>(self, buf: &'a [u8], pos: &mut usize, n: usize) -> Result<&'a [u8], DecodeError> {
         if self.order.is_none() {
@@ -212,16 +221,6 @@ impl Ints {
             .ok_or(DecodeError("rollup column flags end early"))?;
         *pos += bytes.len();
         Ok(bytes)
-    }
-}
-
-/// Whether a predicted column's ULP distances follow its integers, read
-/// at `*pos` after them (`ulps` from its header; `None` for one whose
-/// flag is the byte there).
-fn has_ulps(buf: &[u8], pos: &mut usize, ulps: Option<bool>) -> Result<bool, DecodeError> {
-    match ulps {
-        Some(u) => Ok(u),
-        None => Ok(get_u8(buf, pos)? == 1),
     }
 }
 
@@ -517,7 +516,7 @@ fn encode_predicted(col: &[f64], p: u8, basis: Basis<'_, f64>, out: &mut Vec<u8>
         put_ints(&kept, out);
         out.push(u8::from(with_ulps));
     } else {
-        let (order, stream) = plan_ints(&kept);
+        let (order, stream) = best_pack(&kept);
         out.push(PREDICTED_IN | p | if with_ulps { WITH_ULPS } else { 0 });
         out.push((scale as u8) << 4 | order);
         if !places.is_empty() {
@@ -658,15 +657,15 @@ fn predicted_header<T>(
     pos: &mut usize,
     n: usize,
     basis: &Basis<'_, T>,
-) -> Result<(u8, usize, Option<bool>, Ints), DecodeError> {
+) -> Result<(u8, usize, Ints), DecodeError> {
     let marker = get_u8(buf, pos)?;
-    let (p, scale, ulps, ints) = if marker == PREDICTED {
+    let (p, scale, ints) = if marker == PREDICTED {
         let p = get_u8(buf, pos)?;
         let ints = Ints {
             order: None,
             ulps: false,
         };
-        (p, get_u8(buf, pos)? as usize, None, ints)
+        (p, get_u8(buf, pos)? as usize, ints)
     } else {
         let head = get_u8(buf, pos)?;
         let ulps = marker & WITH_ULPS != 0;
@@ -678,7 +677,7 @@ fn predicted_header<T>(
             order: Some(order),
             ulps,
         };
-        (marker & 0x1f, (head >> 4) as usize, Some(ulps), ints)
+        (marker & 0x1f, (head >> 4) as usize, ints)
     };
     let hourly = p & HOURLY != 0;
     let base = p & !HOURLY;
@@ -705,7 +704,7 @@ fn predicted_header<T>(
             "predicted rollup column and its buckets differ",
         ));
     }
-    Ok((p, scale, ulps, ints))
+    Ok((p, scale, ints))
 }
 
 /// Reads a column written by [`encode_column`] for buckets with `basis`.
@@ -725,7 +724,7 @@ pub(crate) fn decode_column(
         }
         Some(&CONSTANT) => get_constant(buf, pos, n, |m| out.push(m as f64)),
         Some(&m) if m == PREDICTED || m & PREDICTED_IN == PREDICTED_IN => {
-            let (p, scale, ulps, ints) = predicted_header(buf, pos, n, &basis)?;
+            let (p, scale, ints) = predicted_header(buf, pos, n, &basis)?;
             let ps = POW10[scale];
             let cols = basis.spread.unwrap_or([&[]; 3]);
             let m = |c: usize, i: usize| match c {
@@ -763,7 +762,7 @@ pub(crate) fn decode_column(
                 hours,
                 |x| out.push(from_mantissa(x, scale)),
             )?;
-            if has_ulps(buf, pos, ulps)? {
+            if ints.has_ulps(buf, pos)? {
                 let mut ulps = Vec::with_capacity(n);
                 unpack(&mut get_stream(buf, pos)?, n, &mut ulps)?;
                 for (v, u) in out[start..].iter_mut().zip(ulps) {
@@ -811,7 +810,7 @@ pub(crate) fn decode_column_mantissas(
         }
         Some(&m) if m == PREDICTED || m & PREDICTED_IN == PREDICTED_IN => {
             let start = *pos;
-            let (p, s, ulps, ints) = predicted_header(buf, pos, n, &basis)?;
+            let (p, s, ints) = predicted_header(buf, pos, n, &basis)?;
             if s == scale && s == last_scale {
                 // The stored mantissas are the nearest ones: ULPs do not
                 // move them.
@@ -823,7 +822,7 @@ pub(crate) fn decode_column_mantissas(
                 out.reserve(n);
                 let pred = |k| prediction(p, k, m);
                 get_mantissas(buf, pos, (p, ints), n, pred, basis.hours, |x| out.push(x))?;
-                if has_ulps(buf, pos, ulps)? {
+                if ints.has_ulps(buf, pos)? {
                     get_stream(buf, pos)?;
                 }
                 return Ok(());
